@@ -1,0 +1,248 @@
+//! The command line: parsing, and calling the app or the store. No business
+//! rules live here.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use jiff::Timestamp;
+use tokio::net::TcpListener;
+
+use crate::app;
+use crate::domain::api_key::ApiKey;
+use crate::domain::time::now_millis;
+use crate::store::{self, AccountId, Store};
+
+/// Rekisteri: a Paylink-compatible customer registry API server.
+#[derive(Debug, Parser)]
+#[command(name = "rekisteri", version)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH (embedded, one machine) or postgres://…
+    #[arg(
+        long,
+        global = true,
+        env = "REKISTERI_DATABASE_URL",
+        default_value = "sqlite://rekisteri.db"
+    )]
+    pub database: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API.
+    Serve(ServeArgs),
+    /// Manage merchant accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "REKISTERI_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// IANA time zone in which timestamps are shown.
+    #[arg(long, env = "REKISTERI_TIMEZONE", default_value = "Europe/Helsinki")]
+    pub timezone: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Create a merchant account.
+    Create {
+        /// The account's name, used by the other commands.
+        name: String,
+    },
+    /// List accounts.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key and print it, alone, on standard output.
+    Create {
+        /// The account the key acts for.
+        #[arg(long)]
+        account: String,
+        /// A note saying what the key is for.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List an account's keys; never their secrets.
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Revoke a key at once.
+    Revoke {
+        /// The key's id from `keys list`, its eight-digit prefix when no
+        /// other key shares it, or the whole key.
+        key_id: String,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = store::open(&cli.database)
+        .await
+        .with_context(|| format!("failed to open the database {}", redact(&cli.database)))?;
+    match cli.command {
+        Command::Serve(args) => serve(store, args, &cli.database).await,
+        Command::Accounts(AccountsCommand::Create { name }) => {
+            let name = name.trim();
+            if name.is_empty() {
+                bail!("an account needs a name");
+            }
+            let account = store.create_account(name, now_millis()).await?;
+            println!("created account {} (id {})", account.name, account.id.0);
+            Ok(())
+        }
+        Command::Accounts(AccountsCommand::List) => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "ID\tNAME\tCREATED")?;
+            for a in store.list_accounts().await? {
+                writeln!(out, "{}\t{}\t{}", a.id.0, a.name, instant(a.created_at))?;
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Create { account, label }) => {
+            let account = account_named(&*store, &account).await?;
+            let (key, stored) = app::new_key(label)?;
+            store.create_key(account, stored, now_millis()).await?;
+            println!("{}", key.expose());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::List { account }) => {
+            let account = account_named(&*store, &account).await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "ID\tPREFIX\tLABEL\tCREATED\tLAST USED\tREVOKED")?;
+            for k in store.list_keys(account).await? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.prefix,
+                    k.label.as_deref().unwrap_or("-"),
+                    instant(k.created_at),
+                    k.last_used_at.map_or("never".into(), instant),
+                    k.revoked_at.map_or("-".into(), instant),
+                )?;
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Revoke { key_id }) => {
+            let id = key_to_revoke(&*store, &key_id).await?;
+            let revoked = store
+                .revoke_key(id, now_millis())
+                .await?
+                .with_context(|| format!("no key with the id {key_id:?}; see `rekisteri keys list`"))?;
+            println!("revoked key {} ({})", revoked.id, revoked.prefix);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(store: Arc<dyn Store>, args: ServeArgs, database: &str) -> anyhow::Result<()> {
+    let zone = app::time_zone(&args.timezone)?;
+    if let Some(key) = app::bootstrap(&*store).await? {
+        println!(
+            "Created the account \"{}\" with this API key; it is shown only once:",
+            app::DEFAULT_ACCOUNT
+        );
+        println!("{}", key.expose());
+    }
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", args.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        database = %redact(database),
+        timezone = %args.timezone,
+        "serving"
+    );
+    app::serve(listener, store, zone, app::shutdown_signal())
+        .await
+        .context("the server stopped with an error")
+}
+
+async fn account_named(store: &dyn Store, name: &str) -> anyhow::Result<AccountId> {
+    match store.find_account(name).await? {
+        Some(account) => Ok(account.id),
+        None => bail!("no account named {name:?}; see `rekisteri accounts list`"),
+    }
+}
+
+/// The id of the key an operator named: by the whole key, by its
+/// eight-digit prefix when no other key shares it, or by its id.
+async fn key_to_revoke(store: &dyn Store, given: &str) -> anyhow::Result<i64> {
+    if let Some(key) = ApiKey::parse(given) {
+        let found = store.find_key(key.digest()).await?.context("no such key")?;
+        return Ok(found.id);
+    }
+    let is_prefix = given.len() == 8 && given.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_prefix {
+        return given
+            .parse::<i64>()
+            .with_context(|| format!("{given:?} is neither a key id, a key prefix nor a key"));
+    }
+    let matches = store.find_keys_by_prefix(given).await?;
+    match matches.as_slice() {
+        [] => bail!("no key with the prefix {given:?}; see `rekisteri keys list`"),
+        [key] => Ok(key.id),
+        _ => bail!("{} keys share the prefix {given:?}: revoke one by its id", matches.len()),
+    }
+}
+
+fn instant(millis: i64) -> String {
+    Timestamp::from_millisecond(millis)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| millis.to_string())
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_database_flag_is_accepted_after_the_subcommand_arguments() {
+        let cli = Cli::try_parse_from([
+            "rekisteri", "keys", "create", "--account", "shop", "--database", "sqlite://x.db",
+        ])
+        .unwrap();
+        assert_eq!(cli.database, "sqlite://x.db");
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://rekisteri.db"), "sqlite://rekisteri.db");
+    }
+}

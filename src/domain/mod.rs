@@ -1,0 +1,10 @@
+//! Pure types and rules: no I/O, nothing that knows about HTTP or SQL.
+
+pub mod api_key;
+pub mod customer;
+pub mod input;
+pub mod sort_key;
+pub mod time;
+
+/// Customers on one page of the list.
+pub const PAGE_SIZE: u64 = 50;

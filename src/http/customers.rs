@@ -1,0 +1,224 @@
+//! The five customer endpoints.
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::AppState;
+use super::auth::Authenticated;
+use super::body::JsonBody;
+use super::error::ApiError;
+use crate::domain::customer::Customer;
+use crate::domain::input::{CustomerPatch, parse_new};
+use crate::domain::time::{now_millis, render};
+use crate::store::UpdateOutcome;
+
+/// A customer on the wire: exactly these keys, in this order.
+#[derive(Serialize)]
+pub struct CustomerBody<'a> {
+    id: i64,
+    email: &'a str,
+    customer_locale: &'static str,
+    address: AddressBody<'a>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Serialize)]
+struct AddressBody<'a> {
+    firstname: &'a str,
+    lastname: &'a str,
+    company: Option<&'a str>,
+    company_id: Option<&'a str>,
+    address: Option<&'a str>,
+    city: &'a str,
+    postcode: &'a str,
+    phone: Option<&'a str>,
+    country: &'a str,
+}
+
+impl<'a> CustomerBody<'a> {
+    pub fn new(customer: &'a Customer, state: &AppState) -> CustomerBody<'a> {
+        let a = &customer.data.address;
+        CustomerBody {
+            id: customer.id,
+            email: &customer.data.email,
+            customer_locale: customer.data.locale.as_str(),
+            address: AddressBody {
+                firstname: &a.firstname,
+                lastname: &a.lastname,
+                company: a.company.as_deref(),
+                company_id: a.company_id.as_deref(),
+                address: a.address.as_deref(),
+                city: &a.city,
+                postcode: &a.postcode,
+                phone: a.phone.as_deref(),
+                country: &a.country,
+            },
+            created_at: render(customer.created_at, &state.zone),
+            updated_at: render(customer.updated_at, &state.zone),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ListBody<'a> {
+    has_more: bool,
+    data: Vec<CustomerBody<'a>>,
+}
+
+const NOT_FOUND: ApiError = ApiError::NotFound("Customer not found");
+
+/// Reads `page` from the query string: optional, a positive integer. Other
+/// parameters are ignored.
+fn page_of(query: Option<&str>) -> Result<u64, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| ApiError::BadRequest("the query string is malformed".into()))?;
+    let mut pages = pairs.iter().filter(|(name, _)| name == "page");
+    let Some((_, value)) = pages.next() else {
+        return Ok(1);
+    };
+    if pages.next().is_some() {
+        return Err(ApiError::BadRequest("page must be given at most once".into()));
+    }
+    let invalid = || ApiError::BadRequest(format!("page must be a positive integer, not {value:?}"));
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    // All digits: only zero or a number too large for u64 is left. A page
+    // that far out is simply past the end.
+    match value.parse::<u64>() {
+        Ok(0) => Err(invalid()),
+        Ok(n) => Ok(n),
+        Err(_) => Ok(u64::MAX),
+    }
+}
+
+/// Reads a customer id from the path, with or without a `.json` suffix. An
+/// id that is all digits but names no row is a 404, anything else a 400.
+fn id_of(segment: &str) -> Result<i64, ApiError> {
+    let digits = segment.strip_suffix(".json").unwrap_or(segment);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(format!(
+            "customer id must be a positive integer, not {segment:?}"
+        )));
+    }
+    digits.parse::<i64>().map_err(|_| NOT_FOUND)
+}
+
+pub async fn list(
+    Authenticated(account): Authenticated,
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let page = page_of(query.as_deref())?;
+    let found = state.store.list_customers(account, page).await?;
+    let body = ListBody {
+        has_more: found.has_more,
+        data: found
+            .customers
+            .iter()
+            .map(|c| CustomerBody::new(c, &state))
+            .collect(),
+    };
+    Ok(Json(body).into_response())
+}
+
+pub async fn create(
+    Authenticated(account): Authenticated,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let data = parse_new(&body).map_err(ApiError::Validation)?;
+    let customer = state
+        .store
+        .create_customer(account, data, now_millis())
+        .await?;
+    let location = format!("/api/v1/customers/{}", customer.id);
+    let mut response = (
+        StatusCode::CREATED,
+        Json(CustomerBody::new(&customer, &state)),
+    )
+        .into_response();
+    // The location is ASCII digits under a fixed path, always a valid value.
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+pub async fn show(
+    Authenticated(account): Authenticated,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = id_of(&id)?;
+    let customer = state
+        .store
+        .get_customer(account, id)
+        .await?
+        .ok_or(NOT_FOUND)?;
+    Ok(Json(CustomerBody::new(&customer, &state)).into_response())
+}
+
+pub async fn update(
+    Authenticated(account): Authenticated,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let id = id_of(&id)?;
+    let patch = CustomerPatch::parse(&body).map_err(ApiError::Validation)?;
+    let outcome = state
+        .store
+        .update_customer(account, id, patch, now_millis())
+        .await?;
+    let customer = match outcome {
+        UpdateOutcome::Updated(c) | UpdateOutcome::Unchanged(c) => c,
+        UpdateOutcome::NotFound => return Err(NOT_FOUND),
+    };
+    Ok(Json(CustomerBody::new(&customer, &state)).into_response())
+}
+
+pub async fn delete(
+    Authenticated(account): Authenticated,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = id_of(&id)?;
+    if state.store.delete_customer(account, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(NOT_FOUND)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_defaults_to_one_and_accepts_positive_integers() {
+        assert_eq!(page_of(None).unwrap(), 1);
+        assert_eq!(page_of(Some("page=3&x=y")).unwrap(), 3);
+        assert_eq!(page_of(Some("page=99999999999999999999999")).unwrap(), u64::MAX);
+    }
+
+    #[test]
+    fn page_refuses_everything_else() {
+        for q in ["page=0", "page=-1", "page=abc", "page=", "page=1.5", "page=+1", "page=1&page=2"] {
+            assert!(page_of(Some(q)).is_err(), "{q}");
+        }
+    }
+
+    #[test]
+    fn ids_may_carry_a_json_suffix() {
+        assert_eq!(id_of("42").unwrap(), 42);
+        assert_eq!(id_of("42.json").unwrap(), 42);
+        assert!(matches!(id_of("abc"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(id_of("-1"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(id_of("99999999999999999999"), Err(ApiError::NotFound(_))));
+    }
+}

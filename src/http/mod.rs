@@ -1,0 +1,113 @@
+//! The HTTP layer: routes, extractors, the error envelope and the request log.
+//! It turns requests into store calls and results into responses, nothing
+//! more.
+
+mod auth;
+mod body;
+mod customers;
+pub mod error;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use jiff::tz::TimeZone;
+
+use crate::store::Store;
+use error::ApiError;
+
+pub use auth::parse_authorization;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// The zone timestamps are rendered in.
+    pub zone: TimeZone,
+}
+
+/// The whole application as a router.
+pub fn router(state: AppState) -> Router {
+    let collection = get(customers::list).post(customers::create);
+    let member = get(customers::show)
+        .put(customers::update)
+        .patch(customers::update)
+        .delete(customers::delete);
+
+    Router::new()
+        .route("/api/v1/customers", collection.clone())
+        .route("/api/v1/customers.json", collection)
+        .route("/api/v1/customers/{id}", member)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(middleware::from_fn(envelope_bare_errors))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("No such route")
+}
+
+/// Liveness: the process answers. Touches nothing else.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database answers too.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => ApiError::Unavailable(e.to_string()).into_response(),
+    }
+}
+
+/// Gives the JSON envelope to errors that axum produces without one (a
+/// `405` from the method router, say), keeping their headers, such as
+/// `Allow`.
+async fn envelope_bare_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+
+    let (mut parts, _) = response.into_parts();
+    let replacement = ApiError::from_status(status).into_response();
+    let (new_parts, body) = replacement.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(new_parts.headers);
+    Response::from_parts(parts, body)
+}
+
+/// One event per request, as data. It names the route pattern rather than
+/// the path, and never logs headers, bodies or query strings, which carry
+/// keys and personal data.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let route = route.as_deref().unwrap_or("(unmatched)");
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(http.method = %method, http.route = route, http.status_code = status.as_u16(), duration_ms, "request");
+    } else {
+        tracing::info!(http.method = %method, http.route = route, http.status_code = status.as_u16(), duration_ms, "request");
+    }
+    response
+}

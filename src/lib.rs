@@ -1,0 +1,23 @@
+//! Rekisteri: a server for the Paylink customer registry API.
+//!
+//! The modules, from the inside out:
+//!
+//! - [`domain`]: pure types and rules. The validated customer, the partial
+//!   update and its merge, the Finnish sort key, API keys, timestamps.
+//! - [`store`]: one interface for everything kept, with an embedded SQLite
+//!   implementation. It speaks domain types and owns transactions and
+//!   durability.
+//! - [`http`]: routes, the authentication extractor, the one error type and
+//!   its JSON envelope, the request log.
+//! - [`app`]: start-up, the first-start key, serving on a given listener,
+//!   graceful shutdown.
+//! - [`cli`]: the `rekisteri` command line.
+//!
+//! Dependencies point inwards: `domain` knows nothing of the others, `store`
+//! only of `domain`, `http` of `domain` and `store`.
+
+pub mod app;
+pub mod cli;
+pub mod domain;
+pub mod http;
+pub mod store;

@@ -1,0 +1,5 @@
+//! Versioned schema migrations. Each is applied once, in order, inside the
+//! transaction that records it; a schema is never edited by hand.
+
+/// SQLite's migrations; the database's `user_version` counts those applied.
+pub const SQLITE: &[&str] = &[include_str!("migrations/sqlite_0001_init.sql")];

@@ -1,0 +1,645 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! SQLite commits one writer at a time, so every write goes through a single
+//! writer thread. It takes all the writes that are waiting, applies each
+//! inside a savepoint of one shared transaction, commits once with a full
+//! sync, and only then answers each caller (group commit): as many writes as
+//! arrive together cost one disk flush, and none is acknowledged before it
+//! is durable. Reads run on a small pool of read-only connections beside it.
+
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use tokio::sync::{Semaphore, oneshot};
+
+use super::{
+    Account, AccountId, CustomerPage, KeyInfo, NewKey, Store, StoreError, StoreResult,
+    UpdateOutcome, migrations,
+};
+use crate::domain::PAGE_SIZE;
+use crate::domain::api_key::KeyDigest;
+use crate::domain::customer::{Address, Customer, CustomerData, Locale};
+use crate::domain::input::CustomerPatch;
+use crate::domain::sort_key::{COLLATION_VERSION, sort_key};
+
+/// How often, at most, a key's `last_used_at` is written.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+
+/// The most writes one transaction takes, so that one commit never waits on
+/// an unbounded queue.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Read-only connections beside the writer.
+    pub readers: usize,
+    /// How long a statement waits for a lock held by another process (a
+    /// command-line tool writing to the same file) before giving up.
+    pub busy_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            readers: 4,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the writer thread runs for one request: it does its work on the
+/// connection and says whether it succeeded (so its savepoint is kept or
+/// rolled back), and hands back what to do once the commit's fate is known.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    reader_slots: Arc<Semaphore>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path`, migrates it
+    /// and starts the writer thread.
+    pub fn open(path: &str, options: Options) -> anyhow::Result<SqliteStore> {
+        use anyhow::Context as _;
+
+        if path.is_empty() {
+            anyhow::bail!("the SQLite URL names no file: use sqlite://PATH");
+        }
+        let mut conn = Connection::open(Path::new(path))
+            .with_context(|| format!("failed to open the SQLite database {path:?}"))?;
+        configure(&conn, &options).context("failed to configure the SQLite database")?;
+        migrate(&mut conn).context("failed to migrate the SQLite database")?;
+        refresh_sort_keys(&mut conn).context("failed to recompute the sort keys")?;
+
+        let mut readers = Vec::with_capacity(options.readers);
+        for _ in 0..options.readers.max(1) {
+            let reader = Connection::open_with_flags(
+                Path::new(path),
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("failed to open a reader on {path:?}"))?;
+            reader.busy_timeout(options.busy_timeout)?;
+            readers.push(reader);
+        }
+
+        let (sender, receiver) = mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run_writer(conn, receiver))
+            .context("failed to start the SQLite writer thread")?;
+
+        Ok(SqliteStore {
+            writer: sender,
+            reader_slots: Arc::new(Semaphore::new(readers.len())),
+            readers: Arc::new(Mutex::new(readers)),
+        })
+    }
+
+    fn submit(&self, job: Job) -> StoreResult<()> {
+        self.writer
+            .send(job)
+            .map_err(|_| StoreError::Internal("the SQLite writer thread has stopped".into()))
+    }
+
+    /// Runs `work` in the shared write transaction and answers once it is
+    /// committed.
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Box::new(move |conn| {
+            let result = work(conn);
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |commit| {
+                let answer = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Internal(format!("commit failed: {e}"))),
+                };
+                let _ = tx.send(answer);
+            });
+            (ok, completion)
+        }))?;
+        rx.await
+            .map_err(|_| StoreError::Internal("the SQLite writer dropped a request".into()))?
+    }
+
+    /// Runs `work` on a read-only connection, on a blocking thread.
+    async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let _permit = self
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Internal("the reader pool is closed".into()))?;
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            // The semaphore guarantees a free connection.
+            let conn = readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()
+                .ok_or_else(|| StoreError::Internal("no free reader".into()))?;
+            let result = work(&conn);
+            readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("a read panicked: {e}")))?
+    }
+}
+
+fn configure(conn: &Connection, options: &Options) -> rusqlite::Result<()> {
+    conn.busy_timeout(options.busy_timeout)?;
+    // WAL lets readers run beside the writer; FULL syncs the WAL on every
+    // commit, so an acknowledged write survives a power cut.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let applied = usize::try_from(applied).unwrap_or(0);
+    for (i, sql) in migrations::SQLITE.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Recomputes every stored sort key when they were made by other collation
+/// rules than this binary's (or by none, on a new database).
+fn refresh_sort_keys(conn: &mut Connection) -> rusqlite::Result<()> {
+    let stored: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'collation_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if stored.as_deref() == Some(COLLATION_VERSION) {
+        return Ok(());
+    }
+
+    let tx = conn.transaction()?;
+    {
+        let mut select = tx.prepare(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers"))?;
+        let mut update = tx.prepare("UPDATE customers SET sort_key = ?1 WHERE id = ?2")?;
+        let mut rows = select.query([])?;
+        while let Some(row) = rows.next()? {
+            let customer = customer_from_row(row)?;
+            update.execute(params![sort_key(&customer.data), customer.id])?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('collation_version', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [COLLATION_VERSION],
+    )?;
+    tx.commit()
+}
+
+/// The writer thread: batches waiting jobs into one transaction until every
+/// sender is gone.
+fn run_writer(conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, batch);
+    }
+}
+
+fn run_batch(conn: &Connection, batch: Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let message = e.to_string();
+        for job in batch {
+            // Without a transaction the job must not run: its work would
+            // commit on its own, outside the batch.
+            drop(job);
+            tracing::error!(error = %message, "could not begin a write transaction");
+        }
+        return;
+    }
+
+    let mut completions = Vec::with_capacity(batch.len());
+    for job in batch {
+        let savepoint = conn.execute_batch("SAVEPOINT job");
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(conn)));
+        let (ok, completion) = match outcome {
+            Ok(done) => done,
+            Err(_) => {
+                tracing::error!("a write panicked; its changes are rolled back");
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                continue;
+            }
+        };
+        let end = if ok && savepoint.is_ok() {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        let _ = conn.execute_batch(end);
+        completions.push(completion);
+    }
+
+    let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for completion in completions {
+        completion(commit.clone());
+    }
+}
+
+const CUSTOMER_COLUMNS: &str = "id, version, email, customer_locale, firstname, lastname, \
+     company, company_id, street, city, postcode, phone, country, created_at, updated_at";
+
+fn customer_from_row(row: &Row<'_>) -> rusqlite::Result<Customer> {
+    let locale: String = row.get(3)?;
+    Ok(Customer {
+        id: row.get(0)?,
+        version: row.get(1)?,
+        data: CustomerData {
+            email: row.get(2)?,
+            locale: Locale::parse(&locale).unwrap_or_default(),
+            address: Address {
+                firstname: row.get(4)?,
+                lastname: row.get(5)?,
+                company: row.get(6)?,
+                company_id: row.get(7)?,
+                address: row.get(8)?,
+                city: row.get(9)?,
+                postcode: row.get(10)?,
+                phone: row.get(11)?,
+                country: row.get(12)?,
+            },
+        },
+        created_at: row.get(13)?,
+        updated_at: row.get(14)?,
+    })
+}
+
+fn fetch_customer(conn: &Connection, account: AccountId, id: i64) -> StoreResult<Option<Customer>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = ?1 AND account_id = ?2"
+    ))?;
+    Ok(stmt
+        .query_row(params![id, account.0], customer_from_row)
+        .optional()?)
+}
+
+const KEY_COLUMNS: &str =
+    "id, account_id, prefix, label, created_at, last_used_at, revoked_at";
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyInfo> {
+    Ok(KeyInfo {
+        id: row.get(0)?,
+        account: AccountId(row.get(1)?),
+        prefix: row.get(2)?,
+        label: row.get(3)?,
+        created_at: row.get(4)?,
+        last_used_at: row.get(5)?,
+        revoked_at: row.get(6)?,
+    })
+}
+
+fn account_from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: AccountId(row.get(0)?),
+        name: row.get(1)?,
+        created_at: row.get(2)?,
+    })
+}
+
+fn insert_key(conn: &Connection, account: AccountId, key: &NewKey, now: i64) -> StoreResult<i64> {
+    conn.execute(
+        "INSERT INTO api_keys (account_id, prefix, digest, label, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![account.0, key.prefix, &key.digest.0[..], key.label, now],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn insert_account(conn: &Connection, name: &str, now: i64) -> StoreResult<Account> {
+    let inserted = conn.execute(
+        "INSERT INTO accounts (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        params![name, now],
+    )?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!(
+            "an account named {name:?} already exists"
+        )));
+    }
+    Ok(Account {
+        id: AccountId(conn.last_insert_rowid()),
+        name: name.to_owned(),
+        created_at: now,
+    })
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn authenticate(&self, digest: KeyDigest, now: i64) -> StoreResult<Option<AccountId>> {
+        let found = self
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, account_id, last_used_at FROM api_keys
+                     WHERE digest = ?1 AND revoked_at IS NULL",
+                )?;
+                let row = stmt
+                    .query_row([&digest.0[..]], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, Option<i64>>(2)?))
+                    })
+                    .optional()?;
+                Ok(row)
+            })
+            .await?;
+        let Some((key_id, account, last_used)) = found else {
+            return Ok(None);
+        };
+
+        if last_used.is_none_or(|t| now - t >= LAST_USED_RESOLUTION_MS) {
+            // Nobody waits for this bookkeeping; a failure only means the
+            // timestamp is a little older than it could be.
+            self.submit(Box::new(move |conn| {
+                let ok = conn
+                    .execute(
+                        "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2",
+                        params![now, key_id],
+                    )
+                    .is_ok();
+                (ok, Box::new(|_| {}))
+            }))?;
+        }
+        Ok(Some(AccountId(account)))
+    }
+
+    async fn list_customers(&self, account: AccountId, page: u64) -> StoreResult<CustomerPage> {
+        let offset = page.saturating_sub(1).saturating_mul(PAGE_SIZE);
+        let Ok(offset) = i64::try_from(offset) else {
+            return Ok(CustomerPage {
+                customers: Vec::new(),
+                has_more: false,
+            });
+        };
+        self.read(move |conn| {
+            // Known shortcoming: a deep page skips `offset` index entries, so
+            // walking every page of a large account costs time quadratic in
+            // its size.
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE account_id = ?1
+                 ORDER BY sort_key, id LIMIT ?2 OFFSET ?3"
+            ))?;
+            let mut customers = stmt
+                .query_map(params![account.0, PAGE_SIZE as i64 + 1, offset], customer_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let has_more = customers.len() as u64 > PAGE_SIZE;
+            customers.truncate(PAGE_SIZE as usize);
+            Ok(CustomerPage {
+                customers,
+                has_more,
+            })
+        })
+        .await
+    }
+
+    async fn get_customer(&self, account: AccountId, id: i64) -> StoreResult<Option<Customer>> {
+        self.read(move |conn| fetch_customer(conn, account, id)).await
+    }
+
+    async fn create_customer(
+        &self,
+        account: AccountId,
+        data: CustomerData,
+        now: i64,
+    ) -> StoreResult<Customer> {
+        self.write(move |conn| {
+            let a = &data.address;
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO customers (account_id, version, email, customer_locale,
+                    firstname, lastname, company, company_id, street, city, postcode,
+                    phone, country, sort_key, created_at, updated_at)
+                 VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+            )?;
+            stmt.execute(params![
+                account.0,
+                data.email,
+                data.locale.as_str(),
+                a.firstname,
+                a.lastname,
+                a.company,
+                a.company_id,
+                a.address,
+                a.city,
+                a.postcode,
+                a.phone,
+                a.country,
+                sort_key(&data),
+                now,
+            ])?;
+            Ok(Customer {
+                id: conn.last_insert_rowid(),
+                version: 1,
+                data,
+                created_at: now,
+                updated_at: now,
+            })
+        })
+        .await
+    }
+
+    async fn update_customer(
+        &self,
+        account: AccountId,
+        id: i64,
+        patch: CustomerPatch,
+        now: i64,
+    ) -> StoreResult<UpdateOutcome> {
+        self.write(move |conn| {
+            let Some(current) = fetch_customer(conn, account, id)? else {
+                return Ok(UpdateOutcome::NotFound);
+            };
+            let data = patch.apply(&current.data);
+            if data == current.data {
+                return Ok(UpdateOutcome::Unchanged(current));
+            }
+
+            let a = &data.address;
+            let mut stmt = conn.prepare_cached(
+                "UPDATE customers SET version = version + 1, email = ?1, customer_locale = ?2,
+                    firstname = ?3, lastname = ?4, company = ?5, company_id = ?6, street = ?7,
+                    city = ?8, postcode = ?9, phone = ?10, country = ?11, sort_key = ?12,
+                    updated_at = ?13
+                 WHERE id = ?14",
+            )?;
+            stmt.execute(params![
+                data.email,
+                data.locale.as_str(),
+                a.firstname,
+                a.lastname,
+                a.company,
+                a.company_id,
+                a.address,
+                a.city,
+                a.postcode,
+                a.phone,
+                a.country,
+                sort_key(&data),
+                now,
+                id,
+            ])?;
+            Ok(UpdateOutcome::Updated(Customer {
+                id,
+                version: current.version + 1,
+                data,
+                created_at: current.created_at,
+                updated_at: now,
+            }))
+        })
+        .await
+    }
+
+    async fn delete_customer(&self, account: AccountId, id: i64) -> StoreResult<bool> {
+        self.write(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("DELETE FROM customers WHERE id = ?1 AND account_id = ?2")?;
+            Ok(stmt.execute(params![id, account.0])? > 0)
+        })
+        .await
+    }
+
+    async fn create_account(&self, name: &str, now: i64) -> StoreResult<Account> {
+        let name = name.to_owned();
+        self.write(move |conn| insert_account(conn, &name, now)).await
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT id, name, created_at FROM accounts ORDER BY id")?;
+            let accounts = stmt.query_map([], account_from_row)?;
+            Ok(accounts.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn find_account(&self, name: &str) -> StoreResult<Option<Account>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare("SELECT id, name, created_at FROM accounts WHERE name = ?1")?;
+            Ok(stmt.query_row([name], account_from_row).optional()?)
+        })
+        .await
+    }
+
+    async fn create_key(&self, account: AccountId, key: NewKey, now: i64) -> StoreResult<KeyInfo> {
+        self.write(move |conn| {
+            let id = insert_key(conn, account, &key, now)?;
+            Ok(KeyInfo {
+                id,
+                account,
+                prefix: key.prefix,
+                label: key.label,
+                created_at: now,
+                last_used_at: None,
+                revoked_at: None,
+            })
+        })
+        .await
+    }
+
+    async fn list_keys(&self, account: AccountId) -> StoreResult<Vec<KeyInfo>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE account_id = ?1 ORDER BY id"
+            ))?;
+            let keys = stmt.query_map([account.0], key_from_row)?;
+            Ok(keys.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_key(&self, key_id: i64, now: i64) -> StoreResult<Option<KeyInfo>> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                params![now, key_id],
+            )?;
+            let mut stmt =
+                conn.prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"))?;
+            Ok(stmt.query_row([key_id], key_from_row).optional()?)
+        })
+        .await
+    }
+
+    async fn find_key(&self, digest: KeyDigest) -> StoreResult<Option<KeyInfo>> {
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE digest = ?1"))?;
+            Ok(stmt.query_row([&digest.0[..]], key_from_row).optional()?)
+        })
+        .await
+    }
+
+    async fn find_keys_by_prefix(&self, prefix: &str) -> StoreResult<Vec<KeyInfo>> {
+        let prefix = prefix.to_ascii_lowercase();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = ?1 ORDER BY id"
+            ))?;
+            let keys = stmt.query_map([prefix], key_from_row)?;
+            Ok(keys.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn bootstrap(&self, name: &str, key: NewKey, now: i64) -> StoreResult<bool> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            let accounts: i64 = conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))?;
+            if accounts > 0 {
+                return Ok(false);
+            }
+            let account = insert_account(conn, &name, now)?;
+            insert_key(conn, account.id, &key, now)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+}
