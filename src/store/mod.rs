@@ -147,7 +147,5 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         let store = sqlite::SqliteStore::open(path, sqlite::Options::default())?;
         return Ok(Arc::new(store));
     }
-    anyhow::bail!(
-        "unsupported database URL {url:?}: expected sqlite://PATH or postgres://…"
-    )
+    anyhow::bail!("unsupported database URL {url:?}: expected sqlite://PATH or postgres://…")
 }
