@@ -254,6 +254,10 @@ fn check(field: Field, slot: Slot) -> Result<Option<String>, String> {
     if text.chars().count() > limit {
         return Err(format!("is too long (at most {limit} characters)"));
     }
+    // PostgreSQL cannot store a NUL in text, and no real value contains one.
+    if text.contains('\0') {
+        return Err("must not contain NUL characters".to_owned());
+    }
 
     match field {
         Field::Email if text != "-" && !is_valid_email(&text) => {
@@ -493,6 +497,13 @@ mod tests {
         let errors =
             CustomerPatch::parse(&json!({"email": null, "address": {"city": "  "}})).unwrap_err();
         assert_eq!(paths(errors), ["email", "address.city"]);
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        let mut body = valid();
+        body["address"]["phone"] = json!("040\u{0}1");
+        assert_eq!(paths(parse_new(&body).unwrap_err()), ["address.phone"]);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use jiff::tz::TimeZone;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::store::Store;
 use error::ApiError;
@@ -47,8 +48,20 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(middleware::from_fn(envelope_bare_errors))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// A handler that panics answers `500` in the envelope instead of dropping
+/// the connection; the panic message goes to the log only.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::Internal(format!("a handler panicked: {detail}")).into_response()
 }
 
 async fn not_found() -> ApiError {

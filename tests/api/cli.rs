@@ -160,7 +160,11 @@ async fn keys_create_prints_only_the_key_and_revoke_takes_effect_at_once() {
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
     let key = stdout.strip_suffix('\n').unwrap().to_owned();
-    assert_eq!(keys_in(&stdout), vec![key.clone()], "the key alone: {stdout:?}");
+    assert_eq!(
+        keys_in(&stdout),
+        vec![key.clone()],
+        "the key alone: {stdout:?}"
+    );
 
     let client = Client::new();
     assert_eq!(status_with(&client, &server.base, &key).await, 200);
