@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::domain::api_key::ApiKey;
 use crate::domain::time::now_millis;
-use crate::http::{AppState, router};
+use crate::http::{AppState, Settings, router};
 use crate::store::{NewKey, Store};
 
 /// The account that a first start creates.
@@ -53,12 +53,10 @@ pub async fn bootstrap(store: &dyn Store) -> anyhow::Result<Option<ApiKey>> {
 /// the requests in flight.
 pub async fn serve(
     listener: TcpListener,
-    store: Arc<dyn Store>,
-    zone: TimeZone,
+    state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(AppState { store, zone });
-    axum::serve(listener, app)
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -71,17 +69,23 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Starts serving on `listener` in a task of the current runtime.
+    /// Starts serving on `listener` in a task of the current runtime, with
+    /// the default limits.
     pub fn spawn(
         listener: TcpListener,
         store: Arc<dyn Store>,
         zone: TimeZone,
     ) -> anyhow::Result<RunningServer> {
+        Self::spawn_with(listener, AppState::new(store, zone, Settings::default()))
+    }
+
+    /// Starts serving with the given state and limits.
+    pub fn spawn_with(listener: TcpListener, state: AppState) -> anyhow::Result<RunningServer> {
         let addr = listener
             .local_addr()
             .context("the listener has no address")?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, store, zone, async move {
+        let task = tokio::spawn(serve(listener, state, async move {
             let _ = stopped.await;
         }));
         Ok(RunningServer {

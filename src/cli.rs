@@ -3,6 +3,7 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::app;
 use crate::domain::api_key::ApiKey;
 use crate::domain::time::now_millis;
+use crate::http::{AppState, RateLimit, Settings};
 use crate::store::{self, AccountId, Store};
 
 /// Rekisteri: a Paylink-compatible customer registry API server.
@@ -27,8 +29,23 @@ pub struct Cli {
     )]
     pub database: String,
 
+    /// Log format on standard error: text or json (one object a line).
+    #[arg(
+        long,
+        global = true,
+        env = "REKISTERI_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,6 +69,65 @@ pub struct ServeArgs {
     /// IANA time zone in which timestamps are shown.
     #[arg(long, env = "REKISTERI_TIMEZONE", default_value = "Europe/Helsinki")]
     pub timezone: String,
+
+    /// Serve /metrics on this address instead of beside the API.
+    #[arg(long, env = "REKISTERI_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
+    /// The largest request body, in bytes.
+    #[arg(long, env = "REKISTERI_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// The largest total of request headers, in bytes.
+    #[arg(long, env = "REKISTERI_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Seconds a request may take before it is answered 503.
+    #[arg(long, env = "REKISTERI_REQUEST_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub request_timeout_secs: f64,
+
+    /// Requests answered at once; more are refused with 503 and Retry-After.
+    #[arg(long, env = "REKISTERI_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
+    /// Requests one key may make at once (its token bucket); 0 turns rate
+    /// limiting off.
+    #[arg(long, env = "REKISTERI_RATE_LIMIT_BURST", default_value_t = 1000)]
+    pub rate_limit_burst: u32,
+
+    /// Requests per second a key's bucket refills with.
+    #[arg(long, env = "REKISTERI_RATE_LIMIT_PER_SECOND", default_value_t = 100.0)]
+    pub rate_limit_per_second: f64,
+
+    /// Seconds that requests in flight at shutdown get to finish.
+    #[arg(long, env = "REKISTERI_SHUTDOWN_GRACE_SECS", default_value_t = 20.0)]
+    pub shutdown_grace_secs: f64,
+}
+
+impl ServeArgs {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let seconds = |name: &str, value: f64| {
+            Duration::try_from_secs_f64(value)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| format!("{name} must be a positive number of seconds"))
+        };
+        let rate_limit = (self.rate_limit_burst > 0).then_some(RateLimit {
+            burst: self.rate_limit_burst,
+            per_second: self.rate_limit_per_second,
+        });
+        if rate_limit.is_some() && !(self.rate_limit_per_second > 0.0) {
+            bail!("--rate-limit-per-second must be positive (or the burst 0 to turn limits off)");
+        }
+        Ok(Settings {
+            max_body_bytes: self.max_body_bytes,
+            max_header_bytes: self.max_header_bytes,
+            request_timeout: seconds("--request-timeout-secs", self.request_timeout_secs)?,
+            max_in_flight: self.max_in_flight.max(1),
+            rate_limit,
+            metrics_on_api: self.metrics_listen.is_none(),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +227,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(store: Arc<dyn Store>, args: ServeArgs, database: &str) -> anyhow::Result<()> {
     let zone = app::time_zone(&args.timezone)?;
+    let settings = args.settings()?;
+    let grace = Duration::try_from_secs_f64(args.shutdown_grace_secs)
+        .context("--shutdown-grace-secs must be a number of seconds")?;
     if let Some(key) = app::bootstrap(&*store).await? {
         println!(
             "Created the account \"{}\" with this API key; it is shown only once:",
@@ -161,15 +240,54 @@ async fn serve(store: Arc<dyn Store>, args: ServeArgs, database: &str) -> anyhow
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("failed to listen on {}", args.listen))?;
+    let state = AppState::new(store, zone, settings);
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|&s| s).await;
+    };
+    if let Some(address) = &args.metrics_listen {
+        let metrics = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("failed to listen for metrics on {address}"))?;
+        tracing::info!(listen = %metrics.local_addr()?, "serving metrics");
+        let router = crate::http::metrics_router(state.clone());
+        let shutdown = until_stopped(stopped.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(metrics, router)
+                .with_graceful_shutdown(shutdown)
+                .await;
+        });
+    }
     tracing::info!(
         listen = %listener.local_addr()?,
         database = %redact(database),
         timezone = %args.timezone,
         "serving"
     );
-    app::serve(listener, store, zone, app::shutdown_signal())
-        .await
-        .context("the server stopped with an error")
+
+    let mut server = tokio::spawn(app::serve(listener, state, until_stopped(stopped.clone())));
+    tokio::select! {
+        finished = &mut server => {
+            return finished.context("the server task panicked")?.context("the server stopped with an error");
+        }
+        () = app::shutdown_signal() => {}
+    }
+    let _ = stop.send(true);
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(finished) => finished
+            .context("the server task panicked")?
+            .context("the server stopped with an error")?,
+        Err(_) => {
+            tracing::warn!(
+                grace_secs = grace.as_secs_f64(),
+                "requests still in flight after the grace period were abandoned"
+            );
+            server.abort();
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
 }
 
 async fn account_named(store: &dyn Store, name: &str) -> anyhow::Result<AccountId> {

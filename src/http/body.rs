@@ -6,19 +6,18 @@ use axum::extract::{FromRequest, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use serde_json::Value;
 
+use super::AppState;
 use super::error::ApiError;
-
-/// The largest body accepted.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// A request body that is a JSON document (of any shape; the domain checks
 /// the shape and reports it as a validation error).
 pub struct JsonBody(pub Value);
 
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
+impl FromRequest<AppState> for JsonBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.settings.max_body_bytes;
         if !is_json(req.headers().get(CONTENT_TYPE)) {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -27,14 +26,14 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        if declared.is_some_and(|n| n > limit as u64) {
             return Err(ApiError::PayloadTooLarge);
         }
 
         // A chunked body has no declared length; the limit stops it here. A
         // body that fails to arrive at all is reported the same way, which
         // only a client that has already gone away can see.
-        let bytes = axum::body::to_bytes(Body::new(req.into_body()), MAX_BODY_BYTES)
+        let bytes = axum::body::to_bytes(Body::new(req.into_body()), limit)
             .await
             .map_err(|_| ApiError::PayloadTooLarge)?;
         serde_json::from_slice(&bytes)

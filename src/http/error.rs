@@ -27,8 +27,15 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("validation failed")]
     Validation(ValidationErrors),
+    #[error("request headers too large")]
+    HeadersTooLarge,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// Too many requests in flight; shed before it slows everyone down.
+    #[error("overloaded")]
+    Overloaded,
+    #[error("request timed out")]
+    TimedOut,
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// The details go to the log, never to the client.
@@ -54,7 +61,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded | ApiError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -69,7 +78,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Validation(_) => "validation_failed",
+            ApiError::HeadersTooLarge => "bad_request",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Overloaded | ApiError::TimedOut => "unavailable",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -90,51 +101,55 @@ impl ApiError {
         }
     }
 
+    /// The sentence a client reads; validation errors have one per problem.
+    fn message(&self) -> &str {
+        match self {
+            ApiError::BadRequest(message) => message,
+            ApiError::NotFound(message) => message,
+            ApiError::Unauthorized => {
+                "A valid API key is required: send \"Authorization: Token <api-key>\""
+            }
+            ApiError::MethodNotAllowed => "The method is not allowed on this path",
+            ApiError::PayloadTooLarge => "The request body is too large",
+            ApiError::UnsupportedMediaType => {
+                "The request body must be JSON, sent with Content-Type: application/json"
+            }
+            ApiError::Validation(_) => "The request body is not valid",
+            ApiError::HeadersTooLarge => "The request headers are too large",
+            ApiError::RateLimited { .. } => {
+                "Too many requests for this API key; retry after the time in Retry-After"
+            }
+            ApiError::Overloaded => "The server is busy; retry after the time in Retry-After",
+            ApiError::TimedOut => "The request took too long to answer; retry shortly",
+            ApiError::Unavailable(_) => "The service is temporarily unavailable; retry shortly",
+            ApiError::Internal(_) => "An internal error occurred",
+        }
+    }
+
     fn envelope(&self) -> Envelope {
-        let sentence = |s: &str| vec![s.to_owned()];
-        let (errors, fields) = match self {
-            ApiError::BadRequest(message) => (sentence(message), None),
-            ApiError::Unauthorized => (
-                sentence("A valid API key is required: send \"Authorization: Token <api-key>\""),
-                None,
-            ),
-            ApiError::NotFound(message) => (sentence(message), None),
-            ApiError::MethodNotAllowed => {
-                (sentence("The method is not allowed on this path"), None)
-            }
-            ApiError::PayloadTooLarge => (sentence("The request body is larger than 64 KiB"), None),
-            ApiError::UnsupportedMediaType => (
-                sentence("The request body must be JSON, sent with Content-Type: application/json"),
-                None,
-            ),
-            ApiError::Validation(errors) if errors.is_empty() => (
-                sentence("The request body is not valid"),
-                Some(BTreeMap::new()),
-            ),
-            ApiError::Validation(errors) => {
-                let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
-                for e in &errors.0 {
-                    fields
-                        .entry(e.path.clone())
-                        .or_default()
-                        .push(e.message.clone());
-                }
-                (errors.sentences(), Some(fields))
-            }
-            ApiError::RateLimited { .. } => (
-                sentence("Too many requests; retry after the time in Retry-After"),
-                None,
-            ),
-            ApiError::Unavailable(_) => (
-                sentence("The service is temporarily unavailable; retry shortly"),
-                None,
-            ),
-            ApiError::Internal(_) => (sentence("An internal error occurred"), None),
+        let ApiError::Validation(errors) = self else {
+            return Envelope {
+                errors: vec![self.message().to_owned()],
+                code: self.code(),
+                fields: None,
+            };
+        };
+        let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for e in &errors.0 {
+            fields
+                .entry(e.path.clone())
+                .or_default()
+                .push(e.message.clone());
+        }
+        let sentences = if errors.is_empty() {
+            vec![self.message().to_owned()]
+        } else {
+            errors.sentences()
         };
         Envelope {
-            errors,
+            errors: sentences,
             code: self.code(),
-            fields,
+            fields: Some(fields),
         }
     }
 }
@@ -169,6 +184,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            ApiError::Overloaded | ApiError::TimedOut | ApiError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

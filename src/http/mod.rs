@@ -1,35 +1,92 @@
-//! The HTTP layer: routes, extractors, the error envelope and the request log.
-//! It turns requests into store calls and results into responses, nothing
-//! more.
+//! The HTTP layer: routes, extractors, the error envelope, limits and the
+//! request log. It turns requests into store calls and results into
+//! responses, nothing more.
 
 mod auth;
 mod body;
 mod customers;
 pub mod error;
+mod metrics;
+mod middleware;
+mod rate_limit;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::State;
+use axum::http::header;
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use jiff::tz::TimeZone;
+use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::store::Store;
 use error::ApiError;
 
 pub use auth::parse_authorization;
+pub use metrics::Metrics;
+pub use rate_limit::RateLimit;
 
-/// What every handler can reach.
+/// The limits of the HTTP layer, each with a default that a well-behaved
+/// client never meets.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+    /// The largest total of request headers accepted.
+    pub max_header_bytes: usize,
+    /// How long a request may take before it is answered `503`.
+    pub request_timeout: Duration,
+    /// Requests answered at once; more are refused with `503`.
+    pub max_in_flight: usize,
+    /// Each key's token bucket; `None` turns rate limiting off.
+    pub rate_limit: Option<RateLimit>,
+    /// Whether `/metrics` is served beside the API (rather than on a
+    /// listener of its own).
+    pub metrics_on_api: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_in_flight: 1024,
+            rate_limit: Some(RateLimit::default()),
+            metrics_on_api: true,
+        }
+    }
+}
+
+/// What every handler and layer can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The zone timestamps are rendered in.
     pub zone: TimeZone,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+    limiter: Option<Arc<rate_limit::RateLimiter>>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, zone: TimeZone, settings: Settings) -> AppState {
+        AppState {
+            store,
+            zone,
+            limiter: settings
+                .rate_limit
+                .map(|limit| Arc::new(rate_limit::RateLimiter::new(limit))),
+            in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
 }
 
 /// The whole application as a router.
@@ -39,29 +96,39 @@ pub fn router(state: AppState) -> Router {
         .put(customers::update)
         .patch(customers::update)
         .delete(customers::delete);
-
-    Router::new()
+    let api = Router::new()
         .route("/api/v1/customers", collection.clone())
         .route("/api/v1/customers.json", collection)
         .route("/api/v1/customers/{id}", member)
+        .route_layer(from_fn_with_state(state.clone(), auth::require_key));
+
+    let mut open = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    if state.settings.metrics_on_api {
+        open = open.route("/metrics", get(metrics));
+    }
+
+    api.merge(open)
         .fallback(not_found)
-        .layer(middleware::from_fn(envelope_bare_errors))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn(log_request))
+        .layer(from_fn_with_state(state.clone(), middleware::limit_time))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::limit_in_flight,
+        ))
+        .layer(from_fn_with_state(state.clone(), middleware::limit_headers))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::envelope_bare_errors))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(from_fn_with_state(state.clone(), middleware::observe))
         .with_state(state)
 }
 
-/// A handler that panics answers `500` in the envelope instead of dropping
-/// the connection; the panic message goes to the log only.
-fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let detail = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("a panic without a message");
-    ApiError::Internal(format!("a handler panicked: {detail}")).into_response()
+/// `/metrics` alone, for a listener of its own.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {
@@ -81,46 +148,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Gives the JSON envelope to errors that axum produces without one (a
-/// `405` from the method router, say), keeping their headers, such as
-/// `Allow`.
-async fn envelope_bare_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
-    }
-
-    let (mut parts, _) = response.into_parts();
-    let replacement = ApiError::from_status(status).into_response();
-    let (new_parts, body) = replacement.into_parts();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.extend(new_parts.headers);
-    Response::from_parts(parts, body)
-}
-
-/// One event per request, as data. It names the route pattern rather than
-/// the path, and never logs headers, bodies or query strings, which carry
-/// keys and personal data.
-async fn log_request(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let response = next.run(request).await;
-    let status = response.status();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let route = route.as_deref().unwrap_or("(unmatched)");
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(http.method = %method, http.route = route, http.status_code = status.as_u16(), duration_ms, "request");
-    } else {
-        tracing::info!(http.method = %method, http.route = route, http.status_code = status.as_u16(), duration_ms, "request");
-    }
-    response
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(&state.store.stats());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -139,7 +139,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Succeeds when the database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Figures for `/metrics`: name, help text, value. Names ending in
+    /// `_total` are counters, the others gauges.
+    fn stats(&self) -> Vec<Stat>;
 }
+
+/// One figure a store reports about itself.
+pub type Stat = (&'static str, &'static str, f64);
 
 /// Opens the store a database URL names, creating and migrating its schema.
 pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {

@@ -9,6 +9,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{Semaphore, oneshot};
 
 use super::{
-    Account, AccountId, CustomerPage, KeyInfo, NewKey, Store, StoreError, StoreResult,
+    Account, AccountId, CustomerPage, KeyInfo, NewKey, Stat, Store, StoreError, StoreResult,
     UpdateOutcome, migrations,
 };
 use crate::domain::PAGE_SIZE;
@@ -58,8 +59,17 @@ impl Default for Options {
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 
+/// Counters the writer thread keeps for `/metrics`.
+#[derive(Default)]
+struct WriterStats {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
 pub struct SqliteStore {
-    writer: mpsc::Sender<Job>,
+    writer: Option<mpsc::Sender<Job>>,
+    writer_thread: Option<thread::JoinHandle<()>>,
+    stats: Arc<WriterStats>,
     readers: Arc<Mutex<Vec<Connection>>>,
     reader_slots: Arc<Semaphore>,
 }
@@ -91,13 +101,17 @@ impl SqliteStore {
         }
 
         let (sender, receiver) = mpsc::channel::<Job>();
-        thread::Builder::new()
+        let stats = Arc::new(WriterStats::default());
+        let writer_stats = Arc::clone(&stats);
+        let writer_thread = thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run_writer(conn, receiver))
+            .spawn(move || run_writer(conn, receiver, &writer_stats))
             .context("failed to start the SQLite writer thread")?;
 
         Ok(SqliteStore {
-            writer: sender,
+            writer: Some(sender),
+            writer_thread: Some(writer_thread),
+            stats,
             reader_slots: Arc::new(Semaphore::new(readers.len())),
             readers: Arc::new(Mutex::new(readers)),
         })
@@ -105,6 +119,8 @@ impl SqliteStore {
 
     fn submit(&self, job: Job) -> StoreResult<()> {
         self.writer
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("the store is closed".into()))?
             .send(job)
             .map_err(|_| StoreError::Internal("the SQLite writer thread has stopped".into()))
     }
@@ -217,7 +233,7 @@ fn refresh_sort_keys(conn: &mut Connection) -> rusqlite::Result<()> {
 
 /// The writer thread: batches waiting jobs into one transaction until every
 /// sender is gone.
-fn run_writer(conn: Connection, jobs: mpsc::Receiver<Job>) {
+fn run_writer(conn: Connection, jobs: mpsc::Receiver<Job>, stats: &WriterStats) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -226,7 +242,24 @@ fn run_writer(conn: Connection, jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        stats
+            .writes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         run_batch(&conn, batch);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+    }
+    // Closing the connection checkpoints the WAL into the database file.
+    drop(conn);
+}
+
+impl Drop for SqliteStore {
+    /// Lets the writer finish what is queued and close the database before
+    /// the store is gone, so a clean shutdown leaves a checkpointed file.
+    fn drop(&mut self) {
+        drop(self.writer.take());
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -648,5 +681,25 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+
+    fn stats(&self) -> Vec<Stat> {
+        vec![
+            (
+                "rekisteri_store_commits_total",
+                "Write transactions committed (each may hold several writes).",
+                self.stats.commits.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "rekisteri_store_writes_total",
+                "Writes handed to the writer thread.",
+                self.stats.writes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "rekisteri_store_readers_idle",
+                "Read-only connections free at this moment.",
+                self.reader_slots.available_permits() as f64,
+            ),
+        ]
     }
 }
