@@ -116,7 +116,9 @@ impl ServeArgs {
             burst: self.rate_limit_burst,
             per_second: self.rate_limit_per_second,
         });
-        if rate_limit.is_some() && !(self.rate_limit_per_second > 0.0) {
+        if rate_limit.is_some()
+            && (self.rate_limit_per_second.is_nan() || self.rate_limit_per_second <= 0.0)
+        {
             bail!("--rate-limit-per-second must be positive (or the burst 0 to turn limits off)");
         }
         Ok(Settings {
