@@ -38,12 +38,19 @@ struct Served {
     base: String,
     /// What serve printed on standard output before it listened.
     stdout: String,
+    /// Every line of its log so far.
+    log: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Served {
     async fn start(db: &Path) -> Served {
+        Self::start_with(db, &[]).await
+    }
+
+    async fn start_with(db: &Path, args: &[&str]) -> Served {
         let mut child = tokio::process::Command::new(BIN)
             .arg("serve")
+            .args(args)
             .env(
                 "REKISTERI_DATABASE_URL",
                 format!("sqlite://{}", db.display()),
@@ -56,10 +63,11 @@ impl Served {
             .spawn()
             .expect("the server starts");
         let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let base = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = stderr.next_line().await.unwrap() {
-                if let Some(rest) = line.split("listen=").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap();
+                log.lock().unwrap().push(line.clone());
+                if let Some(addr) = listen_address(&line) {
                     return format!("http://{addr}");
                 }
             }
@@ -67,8 +75,13 @@ impl Served {
         })
         .await
         .expect("the server listens within 30 s");
-        // Keep draining the log so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+        // Keep reading the log so the server never blocks on a full pipe.
+        let lines = Arc::clone(&log);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                lines.lock().unwrap().push(line);
+            }
+        });
 
         // Serve prints the first-start key before it listens, so it is in
         // the pipe by now.
@@ -87,7 +100,12 @@ impl Served {
             child,
             base,
             stdout: String::from_utf8(stdout).unwrap(),
+            log,
         }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// SIGKILL: no shutdown code runs, as in a crash or a power cut of the
@@ -96,6 +114,17 @@ impl Served {
         self.child.start_kill().unwrap();
         self.child.wait().await.unwrap();
     }
+}
+
+/// The address in the "serving" line, in the text or the JSON format.
+fn listen_address(line: &str) -> Option<String> {
+    if let Ok(event) = serde_json::from_str::<Value>(line) {
+        return (event["message"] == "serving")
+            .then(|| event["listen"].as_str().map(str::to_owned))
+            .flatten();
+    }
+    let rest = line.split("listen=").nth(1)?;
+    Some(rest.split_whitespace().next()?.to_owned())
 }
 
 fn temp_db() -> (tempfile::TempDir, PathBuf) {
@@ -263,4 +292,111 @@ async fn acknowledged_writes_survive_a_kill_9() {
     stored.sort();
     assert_eq!(stored, acknowledged);
     again.kill().await;
+}
+
+#[tokio::test]
+async fn json_logs_have_one_line_per_request_with_its_fields_and_no_secrets() {
+    let (_dir, db) = temp_db();
+    let server = Served::start_with(&db, &["--log-format", "json"]).await;
+    let key = keys_in(&server.stdout).remove(0);
+    let client = Client::new();
+    let created: Value = client
+        .post(format!("{}/api/v1/customers", server.base))
+        .header("Authorization", format!("Token {key}"))
+        .header("Content-Type", "application/json")
+        .header("X-Request-Id", "tilaus-77")
+        .body(customer(1).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let unauthorized = client
+        .get(format!("{}/api/v1/customers?page=1", server.base))
+        .header(
+            "Authorization",
+            "Token 0123abcd-0123456789abcdef0123456789abcdef",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let log = server.log();
+    let requests: Vec<Value> = log
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).expect("every line is JSON"))
+        .filter(|e| e["message"] == "request")
+        .collect();
+    assert_eq!(requests.len(), 2, "{log:#?}");
+    let create = &requests[0];
+    assert_eq!(create["http.method"], "POST");
+    assert_eq!(create["http.route"], "/api/v1/customers");
+    assert_eq!(create["http.status_code"], 201);
+    assert_eq!(create["request.id"], "tilaus-77");
+    assert!(create["account.id"].as_i64().is_some(), "{create}");
+    assert!(create["duration_ms"].as_f64().is_some(), "{create}");
+    assert_eq!(requests[1]["http.status_code"], 401);
+
+    let whole = log.join("\n");
+    for secret in [key.as_str(), &key[9..], "0123456789abcdef0123456789abcdef"] {
+        assert!(!whole.contains(secret), "a key in the log:\n{whole}");
+    }
+    for personal in ["asiakas1@example.com", "Meikäläinen", "Etunimi1"] {
+        assert!(!whole.contains(personal), "{personal} logged:\n{whole}");
+    }
+    assert!(created["id"].is_i64());
+    server.kill().await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_slow_request_in_flight_complete_and_exits_zero() {
+    let (_dir, db) = temp_db();
+    let server = Served::start(&db).await;
+    let key = keys_in(&server.stdout).remove(0);
+
+    // Another connection holds the write lock, so the create waits on it.
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let request = {
+        let base = server.base.clone();
+        tokio::spawn(async move {
+            Client::new()
+                .post(format!("{base}/api/v1/customers"))
+                .header("Authorization", format!("Token {key}"))
+                .header("Content-Type", "application/json")
+                .body(customer(1).to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut child = server.child;
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.execute_batch("ROLLBACK").unwrap();
+
+    assert_eq!(
+        request.await.unwrap(),
+        201,
+        "the request in flight completes"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the server exits after its requests")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let (_, accounts, _) = rekisteri(&db, &["accounts", "list"]);
+    assert!(accounts.contains("default"));
 }

@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod durability;
+mod hardening;
 mod http_edges;
 mod listing;
 mod reference_flow;

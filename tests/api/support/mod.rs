@@ -8,6 +8,7 @@ use std::sync::Arc;
 use jiff::tz::TimeZone;
 use rekisteri::app::{self, RunningServer};
 use rekisteri::domain::time::now_millis;
+use rekisteri::http::{AppState, Settings};
 use rekisteri::store::{self, Store};
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{Value, json};
@@ -35,6 +36,7 @@ pub struct TestApp {
     pub client: Client,
     pub store: Arc<dyn Store>,
     pub database_url: String,
+    pub settings: Settings,
     server: Option<RunningServer>,
     _data: Data,
 }
@@ -43,6 +45,11 @@ impl TestApp {
     /// Starts a server on a fresh store, or `None` when that kind of store
     /// is not available on this machine (the caller reports the skip).
     pub async fn start(backend: Backend) -> Option<TestApp> {
+        Self::start_with(backend, Settings::default()).await
+    }
+
+    /// Starts a server with limits of the test's choosing.
+    pub async fn start_with(backend: Backend, settings: Settings) -> Option<TestApp> {
         let (database_url, data) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("a temporary directory");
@@ -61,6 +68,7 @@ impl TestApp {
             client: Client::new(),
             store,
             database_url,
+            settings,
             server: None,
             _data: data,
         };
@@ -72,8 +80,8 @@ impl TestApp {
     async fn serve(&mut self) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let zone = TimeZone::get("Europe/Helsinki").expect("the zone is built in");
-        let server = RunningServer::spawn(listener, Arc::clone(&self.store), zone)
-            .expect("the server starts");
+        let state = AppState::new(Arc::clone(&self.store), zone, self.settings.clone());
+        let server = RunningServer::spawn_with(listener, state).expect("the server starts");
         self.base = format!("http://{}", server.addr);
         self.server = Some(server);
     }
