@@ -500,6 +500,16 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_patch_changes_nothing() {
+        let mut g = crate::domain::testgen::Gen::new(2);
+        let empty = CustomerPatch::parse(&json!({})).unwrap();
+        for _ in 0..500 {
+            let data = g.customer();
+            assert_eq!(empty.apply(&data), data);
+        }
+    }
+
+    #[test]
     fn nul_characters_are_refused() {
         let mut body = valid();
         body["address"]["phone"] = json!("040\u{0}1");

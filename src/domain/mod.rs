@@ -4,6 +4,8 @@ pub mod api_key;
 pub mod customer;
 pub mod input;
 pub mod sort_key;
+#[cfg(test)]
+pub mod testgen;
 pub mod time;
 
 /// Customers on one page of the list.
