@@ -400,3 +400,112 @@ async fn sigterm_lets_a_slow_request_in_flight_complete_and_exits_zero() {
     let (_, accounts, _) = rekisteri(&db, &["accounts", "list"]);
     assert!(accounts.contains("default"));
 }
+
+/// What one writer knows of one customer when the server dies.
+struct Known {
+    id: i64,
+    /// The last state the server acknowledged.
+    acknowledged: Value,
+    /// The city of an update sent but not answered, which may or may not
+    /// have committed.
+    pending_city: Option<String>,
+}
+
+#[tokio::test]
+async fn every_acknowledged_create_and_update_survives_a_kill_9_mid_stream() {
+    let (_dir, db) = temp_db();
+    let server = Served::start(&db).await;
+    let key = keys_in(&server.stdout).remove(0);
+    let base = Arc::new(server.base.clone());
+
+    let mut writers = JoinSet::new();
+    for w in 0..16 {
+        let (base, key) = (Arc::clone(&base), key.clone());
+        writers.spawn(async move { write_until_the_server_dies(w, &base, &key).await });
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.kill().await;
+    let known: Vec<Known> = writers.join_all().await.into_iter().flatten().collect();
+    let updates = known
+        .iter()
+        .filter(|k| k.acknowledged["address"]["city"] != "Helsinki")
+        .count();
+    assert!(
+        known.len() >= 16 && updates >= 16,
+        "the stream was under way: {} customers, {updates} updated",
+        known.len()
+    );
+
+    let again = Served::start(&db).await;
+    let client = Client::new();
+    for k in &known {
+        let stored: Value = client
+            .get(format!("{}/api/v1/customers/{}", again.base, k.id))
+            .header("Authorization", format!("Token {key}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let exactly_acknowledged = stored == k.acknowledged;
+        let pending_committed = k
+            .pending_city
+            .as_ref()
+            .is_some_and(|city| stored["address"]["city"] == city.as_str());
+        assert!(
+            exactly_acknowledged || pending_committed,
+            "customer {}: stored {stored}, acknowledged {}",
+            k.id,
+            k.acknowledged
+        );
+    }
+    eprintln!("{} customers checked after the kill", known.len());
+    again.kill().await;
+}
+
+/// Creates customers and updates each a few times, one request at a time,
+/// until a request fails because the server is gone.
+async fn write_until_the_server_dies(worker: usize, base: &str, key: &str) -> Vec<Known> {
+    let client = Client::new();
+    let mut known: Vec<Known> = Vec::new();
+    for n in 0.. {
+        let created = client
+            .post(format!("{base}/api/v1/customers"))
+            .header("Authorization", format!("Token {key}"))
+            .header("Content-Type", "application/json")
+            .body(customer(worker * 10_000 + n).to_string())
+            .send()
+            .await;
+        let Ok(created) = created else { return known };
+        let Ok(body) = created.json::<Value>().await else {
+            return known;
+        };
+        let id = body["id"].as_i64().unwrap();
+        known.push(Known {
+            id,
+            acknowledged: body,
+            pending_city: None,
+        });
+
+        for round in 0..3 {
+            let city = format!("Kaupunki {worker}-{n}-{round}");
+            let entry = known.last_mut().unwrap();
+            entry.pending_city = Some(city.clone());
+            let update = client
+                .put(format!("{base}/api/v1/customers/{id}"))
+                .header("Authorization", format!("Token {key}"))
+                .header("Content-Type", "application/json")
+                .body(serde_json::json!({"address": {"city": city}}).to_string())
+                .send()
+                .await;
+            let Ok(update) = update else { return known };
+            let Ok(body) = update.json::<Value>().await else {
+                return known;
+            };
+            entry.acknowledged = body;
+            entry.pending_city = None;
+        }
+    }
+    known
+}
