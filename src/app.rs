@@ -22,7 +22,9 @@ pub const DEFAULT_ACCOUNT: &str = "default";
 /// Reads a display zone by its IANA name, from the data built into the
 /// binary.
 pub fn time_zone(name: &str) -> anyhow::Result<TimeZone> {
-    TimeZone::get(name).with_context(|| format!("unknown time zone {name:?} (an IANA name such as Europe/Helsinki)"))
+    TimeZone::get(name).with_context(|| {
+        format!("unknown time zone {name:?} (an IANA name such as Europe/Helsinki)")
+    })
 }
 
 /// A fresh key, ready to be stored.
@@ -70,8 +72,14 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Starts serving on `listener` in a task of the current runtime.
-    pub fn spawn(listener: TcpListener, store: Arc<dyn Store>, zone: TimeZone) -> anyhow::Result<RunningServer> {
-        let addr = listener.local_addr().context("the listener has no address")?;
+    pub fn spawn(
+        listener: TcpListener,
+        store: Arc<dyn Store>,
+        zone: TimeZone,
+    ) -> anyhow::Result<RunningServer> {
+        let addr = listener
+            .local_addr()
+            .context("the listener has no address")?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, store, zone, async move {
             let _ = stopped.await;
@@ -88,7 +96,9 @@ impl RunningServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        (&mut self.task).await.context("the server task panicked")??;
+        (&mut self.task)
+            .await
+            .context("the server task panicked")??;
         Ok(())
     }
 }

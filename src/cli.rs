@@ -140,10 +140,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Revoke { key_id }) => {
             let id = key_to_revoke(&*store, &key_id).await?;
-            let revoked = store
-                .revoke_key(id, now_millis())
-                .await?
-                .with_context(|| format!("no key with the id {key_id:?}; see `rekisteri keys list`"))?;
+            let revoked = store.revoke_key(id, now_millis()).await?.with_context(|| {
+                format!("no key with the id {key_id:?}; see `rekisteri keys list`")
+            })?;
             println!("revoked key {} ({})", revoked.id, revoked.prefix);
             Ok(())
         }
@@ -197,7 +196,10 @@ async fn key_to_revoke(store: &dyn Store, given: &str) -> anyhow::Result<i64> {
     match matches.as_slice() {
         [] => bail!("no key with the prefix {given:?}; see `rekisteri keys list`"),
         [key] => Ok(key.id),
-        _ => bail!("{} keys share the prefix {given:?}: revoke one by its id", matches.len()),
+        _ => bail!(
+            "{} keys share the prefix {given:?}: revoke one by its id",
+            matches.len()
+        ),
     }
 }
 
@@ -234,7 +236,13 @@ mod tests {
     #[test]
     fn the_database_flag_is_accepted_after_the_subcommand_arguments() {
         let cli = Cli::try_parse_from([
-            "rekisteri", "keys", "create", "--account", "shop", "--database", "sqlite://x.db",
+            "rekisteri",
+            "keys",
+            "create",
+            "--account",
+            "shop",
+            "--database",
+            "sqlite://x.db",
         ])
         .unwrap();
         assert_eq!(cli.database, "sqlite://x.db");

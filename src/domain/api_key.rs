@@ -70,7 +70,12 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_refused() {
-        for s in ["", "ce6988f6", "ce6988f6-6fb2", "ge6988f6-6fb24b1f843ca1717a0f93f72b1cc78c"] {
+        for s in [
+            "",
+            "ce6988f6",
+            "ce6988f6-6fb2",
+            "ge6988f6-6fb24b1f843ca1717a0f93f72b1cc78c",
+        ] {
             assert_eq!(ApiKey::parse(s), None, "{s}");
         }
     }

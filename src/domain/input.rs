@@ -162,8 +162,9 @@ impl Slots {
 enum AddressState {
     Absent,
     Null,
-    /// An object, or a value of another type (already reported).
-    Present,
+    /// A value of another type, already reported.
+    NotAnObject,
+    Object,
 }
 
 /// Reads the shape of a body: objects where objects belong, strings or
@@ -173,8 +174,7 @@ fn read_slots(body: &Value, errors: &mut ValidationErrors) -> (Slots, AddressSta
     let mut address = AddressState::Absent;
     let Some(object) = body.as_object() else {
         errors.push("body", "must be a JSON object");
-        // Nothing else can be said about a body that is not an object.
-        return (slots, AddressState::Present);
+        return (slots, address);
     };
 
     for (key, value) in object {
@@ -186,11 +186,11 @@ fn read_slots(body: &Value, errors: &mut ValidationErrors) -> (Slots, AddressSta
                 Value::Null => AddressState::Null,
                 Value::Object(fields) => {
                     read_address(fields, &mut slots, errors);
-                    AddressState::Present
+                    AddressState::Object
                 }
                 _ => {
                     errors.push("address", "must be an object");
-                    AddressState::Present
+                    AddressState::NotAnObject
                 }
             };
             continue;
@@ -305,7 +305,7 @@ pub fn parse_new(body: &Value) -> Result<CustomerData, ValidationErrors> {
     if !body.is_object() {
         return Err(errors);
     }
-    if address != AddressState::Present {
+    if matches!(address, AddressState::Absent | AddressState::Null) {
         errors.push("address", "is required");
     }
 
@@ -324,7 +324,7 @@ pub fn parse_new(body: &Value) -> Result<CustomerData, ValidationErrors> {
 
     // A missing address object already says what is wrong; the required
     // fields inside it would only repeat it.
-    if address != AddressState::Present {
+    if address != AddressState::Object {
         errors.0.retain(|e| !e.path.starts_with("address."));
     }
     if !errors.is_empty() {
@@ -469,18 +469,19 @@ mod tests {
         let errors = parse_new(&json!({"address": {}})).unwrap_err();
         let sentences = errors.sentences();
         assert_eq!(sentences[0], "Email is required");
-        assert!(sentences.contains(
-            &"Address postcode is required; send \"-\" if it is not known".to_owned()
-        ));
+        assert!(
+            sentences.contains(
+                &"Address postcode is required; send \"-\" if it is not known".to_owned()
+            )
+        );
     }
 
     #[test]
     fn a_patch_keeps_unnamed_fields_and_clears_null_optionals() {
         let mut current = parse_new(&valid()).unwrap();
         current.address.phone = Some("040".into());
-        let patch =
-            CustomerPatch::parse(&json!({"address": {"firstname": "Uusi", "phone": null}}))
-                .unwrap();
+        let patch = CustomerPatch::parse(&json!({"address": {"firstname": "Uusi", "phone": null}}))
+            .unwrap();
         let next = patch.apply(&current);
         assert_eq!(next.address.firstname, "Uusi");
         assert_eq!(next.address.phone, None);

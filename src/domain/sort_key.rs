@@ -93,7 +93,10 @@ mod tests {
 
     #[test]
     fn case_decides_only_after_the_letters() {
-        assert_eq!(ordered(&["virtanen", "Vaara", "Virta"]), ["Vaara", "Virta", "virtanen"]);
+        assert_eq!(
+            ordered(&["virtanen", "Vaara", "Virta"]),
+            ["Vaara", "Virta", "virtanen"]
+        );
     }
 
     #[test]
@@ -121,5 +124,6 @@ mod tests {
         assert_eq!(hex::encode(&key), PINNED);
     }
 
-    const PINNED: &str = "5e7f0439432b45010901c608005e7f024f2b010701c606000101002b0a802d08353b010a010a";
+    const PINNED: &str =
+        "5e7f0439432b45010901c608005e7f024f2b010701c606000101002b0a802d08353b010a010a";
 }

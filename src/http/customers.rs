@@ -81,9 +81,12 @@ fn page_of(query: Option<&str>) -> Result<u64, ApiError> {
         return Ok(1);
     };
     if pages.next().is_some() {
-        return Err(ApiError::BadRequest("page must be given at most once".into()));
+        return Err(ApiError::BadRequest(
+            "page must be given at most once".into(),
+        ));
     }
-    let invalid = || ApiError::BadRequest(format!("page must be a positive integer, not {value:?}"));
+    let invalid =
+        || ApiError::BadRequest(format!("page must be a positive integer, not {value:?}"));
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid());
     }
@@ -203,12 +206,23 @@ mod tests {
     fn page_defaults_to_one_and_accepts_positive_integers() {
         assert_eq!(page_of(None).unwrap(), 1);
         assert_eq!(page_of(Some("page=3&x=y")).unwrap(), 3);
-        assert_eq!(page_of(Some("page=99999999999999999999999")).unwrap(), u64::MAX);
+        assert_eq!(
+            page_of(Some("page=99999999999999999999999")).unwrap(),
+            u64::MAX
+        );
     }
 
     #[test]
     fn page_refuses_everything_else() {
-        for q in ["page=0", "page=-1", "page=abc", "page=", "page=1.5", "page=+1", "page=1&page=2"] {
+        for q in [
+            "page=0",
+            "page=-1",
+            "page=abc",
+            "page=",
+            "page=1.5",
+            "page=+1",
+            "page=1&page=2",
+        ] {
             assert!(page_of(Some(q)).is_err(), "{q}");
         }
     }
@@ -219,6 +233,9 @@ mod tests {
         assert_eq!(id_of("42.json").unwrap(), 42);
         assert!(matches!(id_of("abc"), Err(ApiError::BadRequest(_))));
         assert!(matches!(id_of("-1"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(id_of("99999999999999999999"), Err(ApiError::NotFound(_))));
+        assert!(matches!(
+            id_of("99999999999999999999"),
+            Err(ApiError::NotFound(_))
+        ));
     }
 }

@@ -102,9 +102,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => {
                 (sentence("The method is not allowed on this path"), None)
             }
-            ApiError::PayloadTooLarge => {
-                (sentence("The request body is larger than 64 KiB"), None)
-            }
+            ApiError::PayloadTooLarge => (sentence("The request body is larger than 64 KiB"), None),
             ApiError::UnsupportedMediaType => (
                 sentence("The request body must be JSON, sent with Content-Type: application/json"),
                 None,
@@ -116,13 +114,17 @@ impl ApiError {
             ApiError::Validation(errors) => {
                 let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
                 for e in &errors.0 {
-                    fields.entry(e.path.clone()).or_default().push(e.message.clone());
+                    fields
+                        .entry(e.path.clone())
+                        .or_default()
+                        .push(e.message.clone());
                 }
                 (errors.sentences(), Some(fields))
             }
-            ApiError::RateLimited { .. } => {
-                (sentence("Too many requests; retry after the time in Retry-After"), None)
-            }
+            ApiError::RateLimited { .. } => (
+                sentence("Too many requests; retry after the time in Retry-After"),
+                None,
+            ),
             ApiError::Unavailable(_) => (
                 sentence("The service is temporarily unavailable; retry shortly"),
                 None,

@@ -152,7 +152,5 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         let store = postgres::PostgresStore::open(url, postgres::Options::default()).await?;
         return Ok(Arc::new(store));
     }
-    anyhow::bail!(
-        "unsupported database URL {url:?}: expected sqlite://PATH or postgres://…"
-    )
+    anyhow::bail!("unsupported database URL {url:?}: expected sqlite://PATH or postgres://…")
 }

@@ -309,8 +309,7 @@ fn fetch_customer(conn: &Connection, account: AccountId, id: i64) -> StoreResult
         .optional()?)
 }
 
-const KEY_COLUMNS: &str =
-    "id, account_id, prefix, label, created_at, last_used_at, revoked_at";
+const KEY_COLUMNS: &str = "id, account_id, prefix, label, created_at, last_used_at, revoked_at";
 
 fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyInfo> {
     Ok(KeyInfo {
@@ -423,7 +422,10 @@ impl Store for SqliteStore {
                  ORDER BY sort_key, id LIMIT ?2 OFFSET ?3"
             ))?;
             let mut customers = stmt
-                .query_map(params![account.0, PAGE_SIZE as i64 + 1, offset], customer_from_row)?
+                .query_map(
+                    params![account.0, PAGE_SIZE as i64 + 1, offset],
+                    customer_from_row,
+                )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let has_more = customers.len() as u64 > PAGE_SIZE;
             customers.truncate(PAGE_SIZE as usize);
@@ -436,7 +438,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_customer(&self, account: AccountId, id: i64) -> StoreResult<Option<Customer>> {
-        self.read(move |conn| fetch_customer(conn, account, id)).await
+        self.read(move |conn| fetch_customer(conn, account, id))
+            .await
     }
 
     async fn create_customer(
@@ -542,7 +545,8 @@ impl Store for SqliteStore {
 
     async fn create_account(&self, name: &str, now: i64) -> StoreResult<Account> {
         let name = name.to_owned();
-        self.write(move |conn| insert_account(conn, &name, now)).await
+        self.write(move |conn| insert_account(conn, &name, now))
+            .await
     }
 
     async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
@@ -557,7 +561,8 @@ impl Store for SqliteStore {
     async fn find_account(&self, name: &str) -> StoreResult<Option<Account>> {
         let name = name.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn.prepare("SELECT id, name, created_at FROM accounts WHERE name = ?1")?;
+            let mut stmt =
+                conn.prepare("SELECT id, name, created_at FROM accounts WHERE name = ?1")?;
             Ok(stmt.query_row([name], account_from_row).optional()?)
         })
         .await
@@ -605,8 +610,9 @@ impl Store for SqliteStore {
 
     async fn find_key(&self, digest: KeyDigest) -> StoreResult<Option<KeyInfo>> {
         self.read(move |conn| {
-            let mut stmt =
-                conn.prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE digest = ?1"))?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE digest = ?1"
+            ))?;
             Ok(stmt.query_row([&digest.0[..]], key_from_row).optional()?)
         })
         .await
@@ -627,7 +633,8 @@ impl Store for SqliteStore {
     async fn bootstrap(&self, name: &str, key: NewKey, now: i64) -> StoreResult<bool> {
         let name = name.to_owned();
         self.write(move |conn| {
-            let accounts: i64 = conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))?;
+            let accounts: i64 =
+                conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))?;
             if accounts > 0 {
                 return Ok(false);
             }

@@ -1,5 +1,13 @@
 //! The integration suite: each test starts the real server on port 0 and
 //! talks HTTP to it, once per store.
-#![allow(dead_code)]
 
+mod auth;
+mod cli;
+mod durability;
+mod http_edges;
+mod listing;
+mod reference_flow;
 mod support;
+mod tenancy;
+mod updates;
+mod validation;

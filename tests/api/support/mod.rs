@@ -6,10 +6,10 @@ pub mod postgres;
 use std::sync::Arc;
 
 use jiff::tz::TimeZone;
-use reqwest::{Client, Method, RequestBuilder, Response};
 use rekisteri::app::{self, RunningServer};
 use rekisteri::domain::time::now_millis;
 use rekisteri::store::{self, Store};
+use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -21,6 +21,7 @@ pub enum Backend {
 }
 
 /// Where a test's data lives; dropping it removes the data.
+#[allow(dead_code)] // held only so that dropping it removes the data
 enum Data {
     Sqlite(tempfile::TempDir),
     Postgres(postgres::TestDatabase),
@@ -83,7 +84,9 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.stop().await.expect("the server stops cleanly");
         }
-        self.store = store::open(&self.database_url).await.expect("the store reopens");
+        self.store = store::open(&self.database_url)
+            .await
+            .expect("the store reopens");
         self.serve().await;
     }
 
@@ -91,10 +94,19 @@ impl TestApp {
     pub async fn key_for(&self, account: &str) -> String {
         let id = match self.store.find_account(account).await.unwrap() {
             Some(a) => a.id,
-            None => self.store.create_account(account, now_millis()).await.unwrap().id,
+            None => {
+                self.store
+                    .create_account(account, now_millis())
+                    .await
+                    .unwrap()
+                    .id
+            }
         };
         let (key, stored) = app::new_key(None).unwrap();
-        self.store.create_key(id, stored, now_millis()).await.unwrap();
+        self.store
+            .create_key(id, stored, now_millis())
+            .await
+            .unwrap();
         key.expose().to_owned()
     }
 
