@@ -6,6 +6,7 @@ mod cli;
 mod durability;
 mod http_edges;
 mod listing;
+mod multi_server;
 mod reference_flow;
 mod support;
 mod tenancy;
