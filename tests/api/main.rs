@@ -7,6 +7,7 @@ mod durability;
 mod http_edges;
 mod listing;
 mod multi_server;
+mod outage;
 mod reference_flow;
 mod support;
 mod tenancy;

@@ -193,6 +193,54 @@ impl ThrowawayCluster {
             .expect("the throwaway cluster starts again");
     }
 
+    /// Freezes the server and every session of it (SIGSTOP), as a host that
+    /// stopped answering without closing its connections would look.
+    pub fn freeze(&self) {
+        self.signal_all("STOP");
+    }
+
+    /// Lets a frozen server run again.
+    pub fn thaw(&self) {
+        self.signal_all("CONT");
+    }
+
+    fn signal_all(&self, signal: &str) {
+        let pids = self.server_processes();
+        assert!(!pids.is_empty(), "the throwaway cluster is not running");
+        assert!(send_signal(signal, &pids), "kill -{signal} {pids:?}");
+    }
+
+    /// The postmaster of this cluster and its children, by their ids.
+    fn server_processes(&self) -> Vec<u32> {
+        let Some(postmaster) = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next()?.trim().parse::<u32>().ok())
+        else {
+            return Vec::new();
+        };
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // The parent is the fourth field, after a name in parentheses.
+            let parent = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after_name = &stat[stat.rfind(')')? + 1..];
+                    after_name.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            if parent == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
     fn launch() -> Result<Option<ThrowawayCluster>, String> {
         let Some(bin) = server_binaries() else {
             return Ok(None);
@@ -326,6 +374,9 @@ impl ThrowawayCluster {
 impl Drop for ThrowawayCluster {
     fn drop(&mut self) {
         if self.port != 0 {
+            // A test that failed while the server was frozen must not leave
+            // it frozen, where no stop signal would reach it.
+            send_signal("CONT", &self.server_processes());
             let _ = self.pg_ctl(&["stop", "-w", "-m", "immediate"]);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -373,6 +424,15 @@ fn unprivileged_user() -> Option<(u32, u32)> {
         })
     };
     find("postgres").or_else(|| find("nobody"))
+}
+
+fn send_signal(signal: &str, pids: &[u32]) -> bool {
+    !pids.is_empty()
+        && Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(pids.iter().map(u32::to_string))
+            .status()
+            .is_ok_and(|s| s.success())
 }
 
 fn free_port() -> Result<u16, String> {
