@@ -466,12 +466,12 @@ impl Store for PostgresStore {
                     let update = c
                         .prepare_cached(
                             "UPDATE api_keys SET last_used_at = $1
-                             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at <= $1 - $3)",
+                             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at <= $3)",
                         )
                         .await;
                     if let Ok(update) = update {
                         let _ = c
-                            .execute(&update, &[&now, &key_id, &LAST_USED_RESOLUTION_MS])
+                            .execute(&update, &[&now, &key_id, &(now - LAST_USED_RESOLUTION_MS)])
                             .await;
                     }
                 }

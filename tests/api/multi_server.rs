@@ -21,6 +21,7 @@ struct Pair {
     bases: [String; 2],
     key: String,
     client: Client,
+    stores: [Arc<dyn Store>; 2],
     _servers: [RunningServer; 2],
     // Declared last so that it is dropped after the servers.
     _db: TestDatabase,
@@ -55,6 +56,7 @@ impl Pair {
             bases: [0, 1].map(|i| format!("http://{}", servers[i].addr)),
             key: key.expose().to_owned(),
             client: Client::new(),
+            stores,
             _servers: servers,
             _db: db,
         })
@@ -164,6 +166,12 @@ async fn a_customer_written_on_one_server_is_read_listed_updated_and_deleted_thr
         404
     );
     assert!(pair.list_all(0).await.is_empty());
+
+    // Both servers saw the key; whichever wrote first, the use is recorded
+    // (at most once a minute, so once here).
+    let account = pair.stores[1].find_account("shop").await.unwrap().unwrap();
+    let keys = pair.stores[1].list_keys(account.id).await.unwrap();
+    assert!(keys[0].last_used_at.is_some(), "{keys:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
