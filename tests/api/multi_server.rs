@@ -412,3 +412,58 @@ where
     }
     outputs
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_collation_version_recomputes_every_sort_key_at_start() {
+    let Some(db) = TestDatabase::create().await else {
+        return skipped("a_changed_collation_version_recomputes_every_sort_key_at_start");
+    };
+    let store = store::open(&db.url).await.unwrap();
+    let account = store.create_account("shop", now_millis()).await.unwrap();
+    for (i, name) in ["Öhman", "Aalto", "Åberg", "Virtanen"]
+        .into_iter()
+        .enumerate()
+    {
+        let data =
+            rekisteri::domain::input::parse_new(&named(name, "M", &format!("{i}@example.com")))
+                .unwrap();
+        store
+            .create_customer(account.id, data, now_millis())
+            .await
+            .unwrap();
+    }
+    drop(store);
+
+    // As a database left by a binary with other collation rules would be.
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "UPDATE customers SET sort_key = '\\x'::bytea;
+             UPDATE meta SET value = 'some-older-rules' WHERE key = 'collation_version'",
+        )
+        .await
+        .unwrap();
+
+    let store = store::open(&db.url).await.unwrap();
+    let page = store.list_customers(account.id, 1).await.unwrap();
+    let names: Vec<&str> = page
+        .customers
+        .iter()
+        .map(|c| c.data.address.lastname.as_str())
+        .collect();
+    assert_eq!(names, ["Aalto", "Virtanen", "Åberg", "Öhman"]);
+    let row = client
+        .query_one(
+            "SELECT (SELECT value FROM meta WHERE key = 'collation_version'),
+                    (SELECT count(*) FROM customers WHERE sort_key = '\\x'::bytea)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (version, empty): (String, i64) = (row.get(0), row.get(1));
+    assert_eq!(version, rekisteri::domain::sort_key::COLLATION_VERSION);
+    assert_eq!(empty, 0);
+}
