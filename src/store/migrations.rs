@@ -3,3 +3,7 @@
 
 /// SQLite's migrations; the database's `user_version` counts those applied.
 pub const SQLITE: &[&str] = &[include_str!("migrations/sqlite_0001_init.sql")];
+
+/// PostgreSQL's migrations; the table `schema_migrations` lists the versions
+/// applied, the first being 1.
+pub const POSTGRES: &[&str] = &[include_str!("migrations/postgres_0001_init.sql")];

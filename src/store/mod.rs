@@ -6,6 +6,7 @@
 //! change is committed to disk.
 
 mod migrations;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -152,6 +153,10 @@ pub type Stat = (&'static str, &'static str, f64);
 pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = sqlite::SqliteStore::open(path, sqlite::Options::default())?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = postgres::PostgresStore::open(url, postgres::Options::default()).await?;
         return Ok(Arc::new(store));
     }
     anyhow::bail!("unsupported database URL {url:?}: expected sqlite://PATH or postgres://…")

@@ -7,6 +7,8 @@ mod durability;
 mod hardening;
 mod http_edges;
 mod listing;
+mod multi_server;
+mod outage;
 mod reference_flow;
 mod support;
 mod tenancy;

@@ -1,0 +1,823 @@
+//! The shared store: PostgreSQL, for several server processes on one
+//! database.
+//!
+//! Every server keeps only a connection pool; all state is in the database,
+//! so any server can answer any request. PostgreSQL's own concurrency does
+//! what SQLite's single writer does for the embedded store: each write is
+//! one transaction, an update holds its row's lock from read to write, and
+//! a commit returns only once it is durable (`synchronous_commit` is left at
+//! its default, `on`).
+//!
+//! Connections are plain TCP (or a Unix socket) without TLS: the server is
+//! meant to reach PostgreSQL over a private network or on the same host.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use deadpool_postgres::{
+    Client, GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod,
+    Runtime,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    Account, AccountId, CustomerPage, KeyInfo, NewKey, Store, StoreError, StoreResult,
+    UpdateOutcome, migrations,
+};
+use crate::domain::PAGE_SIZE;
+use crate::domain::api_key::KeyDigest;
+use crate::domain::customer::{Address, Customer, CustomerData, Locale};
+use crate::domain::input::CustomerPatch;
+use crate::domain::sort_key::{COLLATION_VERSION, sort_key};
+
+/// How often, at most, a key's `last_used_at` is written.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+
+/// The advisory lock under which a server migrates, so that servers started
+/// together apply each migration exactly once. Any constant will do, as long
+/// as nothing else on the database uses it: these are the bytes "rekister".
+const MIGRATION_LOCK: i64 = 0x7265_6b69_7374_6572;
+
+/// How many customers one statement re-keys when the collation changed.
+const REKEY_BATCH: i64 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The most connections this server holds open at once.
+    pub max_connections: usize,
+    /// How long opening one connection may take.
+    pub connect_timeout: Duration,
+    /// How long a request waits for a free connection when all are busy.
+    pub wait_timeout: Duration,
+    /// How long checking an idle connection before reuse may take.
+    pub recycle_timeout: Duration,
+    /// The most one store call may take in all, waiting for a connection
+    /// included: past it the call answers `Unavailable`, so that no request
+    /// hangs on a database that accepts connections but no longer answers.
+    pub operation_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(2),
+            wait_timeout: Duration::from_secs(2),
+            recycle_timeout: Duration::from_secs(1),
+            operation_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    operation_timeout: Duration,
+}
+
+/// The work of one store call on one connection.
+type Work<'c, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'c>>;
+
+impl PostgresStore {
+    /// Connects to the database `url` names (`postgres://…` or
+    /// `postgresql://…`), then creates or migrates its schema.
+    pub async fn open(url: &str, options: Options) -> anyhow::Result<PostgresStore> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .with_context(|| "the PostgreSQL URL is not valid".to_string())?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("rekisteri");
+        }
+        // An idle connection to a server that vanished without closing it is
+        // then found dead in under a minute rather than the kernel's hours.
+        config.keepalives_idle(Duration::from_secs(30));
+
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            // Fast reuses an idle connection unless it is known closed; a
+            // connection that died unnoticed fails one call, which answers
+            // `Unavailable`, and is then dropped.
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections.max(1))
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.recycle_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .context("failed to build the PostgreSQL connection pool")?;
+
+        let store = PostgresStore {
+            pool,
+            operation_timeout: options.operation_timeout,
+        };
+        store
+            .migrate()
+            .await
+            .context("failed to migrate the PostgreSQL database")?;
+        Ok(store)
+    }
+
+    /// Applies the missing migrations and refreshes the sort keys, all in one
+    /// transaction under an advisory lock: a server starting beside another
+    /// waits for it, then finds nothing left to do.
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     integer PRIMARY KEY,
+                applied_at  timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await?;
+        let applied: Vec<i32> = tx
+            .query("SELECT version FROM schema_migrations", &[])
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        for (i, sql) in migrations::POSTGRES.iter().enumerate() {
+            let version = i32::try_from(i + 1).expect("fewer than 2^31 migrations");
+            if applied.contains(&version) {
+                continue;
+            }
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&version],
+            )
+            .await?;
+        }
+        refresh_sort_keys(&tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Runs `work` on a pooled connection, within the operation timeout.
+    async fn run<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'c> FnOnce(&'c mut Client) -> Work<'c, T> + Send,
+    {
+        let attempt = async {
+            let mut conn = Checkout(Some(self.pool.get().await.map_err(pool_error)?));
+            let result = work(conn.client()).await;
+            conn.release();
+            result
+        };
+        match tokio::time::timeout(self.operation_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the database did not answer within {:?}",
+                self.operation_timeout
+            ))),
+        }
+    }
+}
+
+/// A pooled connection that goes back to the pool only when its call
+/// finished. One abandoned half-way (the call timed out) may still be busy
+/// with a statement, or in a transaction, so it is closed instead.
+struct Checkout(Option<Object>);
+
+impl Checkout {
+    fn client(&mut self) -> &mut Client {
+        self.0.as_mut().expect("the connection is checked out")
+    }
+
+    fn release(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
+        }
+    }
+}
+
+/// Recomputes every stored sort key when they were made by other collation
+/// rules than this binary's (or by none, on a new database).
+///
+/// Known shortcoming: a server still running an older binary beside this one
+/// keeps writing keys by the older rules until it is upgraded too.
+async fn refresh_sort_keys(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<()> {
+    let stored: Option<String> = tx
+        .query_opt(
+            "SELECT value FROM meta WHERE key = 'collation_version'",
+            &[],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    if stored.as_deref() == Some(COLLATION_VERSION) {
+        return Ok(());
+    }
+
+    // Writers wait until every key is new; readers go on meanwhile.
+    tx.batch_execute("LOCK TABLE customers IN EXCLUSIVE MODE")
+        .await?;
+    let select = tx
+        .prepare(&format!(
+            "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .await?;
+    let update = tx
+        .prepare(
+            "UPDATE customers AS c SET sort_key = v.sort_key
+             FROM unnest($1::bigint[], $2::bytea[]) AS v (id, sort_key)
+             WHERE c.id = v.id",
+        )
+        .await?;
+    let mut after = 0_i64;
+    loop {
+        let rows = tx.query(&select, &[&after, &REKEY_BATCH]).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get(0)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let customer = customer_from_row(row)?;
+            ids.push(customer.id);
+            keys.push(sort_key(&customer.data));
+        }
+        tx.execute(&update, &[&ids, &keys]).await?;
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('collation_version', $1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&COLLATION_VERSION],
+    )
+    .await?;
+    Ok(())
+}
+
+const CUSTOMER_COLUMNS: &str = "id, version, email, customer_locale, firstname, lastname, \
+     company, company_id, street, city, postcode, phone, country, created_at, updated_at";
+
+fn customer_from_row(row: &Row) -> StoreResult<Customer> {
+    let locale: String = row.try_get(3)?;
+    Ok(Customer {
+        id: row.try_get(0)?,
+        version: row.try_get(1)?,
+        data: CustomerData {
+            email: row.try_get(2)?,
+            locale: Locale::parse(&locale).unwrap_or_default(),
+            address: Address {
+                firstname: row.try_get(4)?,
+                lastname: row.try_get(5)?,
+                company: row.try_get(6)?,
+                company_id: row.try_get(7)?,
+                address: row.try_get(8)?,
+                city: row.try_get(9)?,
+                postcode: row.try_get(10)?,
+                phone: row.try_get(11)?,
+                country: row.try_get(12)?,
+            },
+        },
+        created_at: row.try_get(13)?,
+        updated_at: row.try_get(14)?,
+    })
+}
+
+const KEY_COLUMNS: &str = "id, account_id, prefix, label, created_at, last_used_at, revoked_at";
+
+fn key_from_row(row: &Row) -> StoreResult<KeyInfo> {
+    Ok(KeyInfo {
+        id: row.try_get(0)?,
+        account: AccountId(row.try_get(1)?),
+        prefix: row.try_get(2)?,
+        label: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+        last_used_at: row.try_get(5)?,
+        revoked_at: row.try_get(6)?,
+    })
+}
+
+fn account_from_row(row: &Row) -> StoreResult<Account> {
+    Ok(Account {
+        id: AccountId(row.try_get(0)?),
+        name: row.try_get(1)?,
+        created_at: row.try_get(2)?,
+    })
+}
+
+async fn fetch_customer(
+    conn: &impl GenericClient,
+    account: AccountId,
+    id: i64,
+    lock: bool,
+) -> StoreResult<Option<Customer>> {
+    let sql = format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1 AND account_id = $2{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let stmt = conn.prepare_cached(&sql).await?;
+    conn.query_opt(&stmt, &[&id, &account.0])
+        .await?
+        .as_ref()
+        .map(customer_from_row)
+        .transpose()
+}
+
+async fn insert_key(
+    conn: &impl GenericClient,
+    account: AccountId,
+    key: &NewKey,
+    now: i64,
+) -> StoreResult<i64> {
+    let stmt = conn
+        .prepare_cached(
+            "INSERT INTO api_keys (account_id, prefix, digest, label, created_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .await?;
+    let row = conn
+        .query_one(
+            &stmt,
+            &[
+                &account.0,
+                &key.prefix,
+                &&key.digest.0[..],
+                &key.label,
+                &now,
+            ],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+async fn insert_account(conn: &impl GenericClient, name: &str, now: i64) -> StoreResult<Account> {
+    let stmt = conn
+        .prepare_cached(
+            "INSERT INTO accounts (name, created_at) VALUES ($1, $2)
+             ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .await?;
+    let Some(row) = conn.query_opt(&stmt, &[&name, &now]).await? else {
+        return Err(StoreError::Conflict(format!(
+            "an account named {name:?} already exists"
+        )));
+    };
+    Ok(Account {
+        id: AccountId(row.try_get(0)?),
+        name: name.to_owned(),
+        created_at: now,
+    })
+}
+
+fn pool_error(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Timeout(kind) => StoreError::Unavailable(format!(
+            "no database connection within the time allowed ({kind:?})"
+        )),
+        PoolError::Backend(e) => e.into(),
+        PoolError::Closed => StoreError::Unavailable("the connection pool is closed".into()),
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+/// Whether a failure is the database being away or overloaded, worth
+/// retrying later, rather than a fault in what was asked.
+fn is_unavailable(e: &tokio_postgres::Error) -> bool {
+    if let Some(state) = e.code() {
+        let code = state.code();
+        // Class 08 is "connection exception", 53 "insufficient resources",
+        // 57P0x a server shutting down or starting up.
+        return code.starts_with("08")
+            || code.starts_with("53")
+            || code.starts_with("57P0")
+            || [
+                SqlState::QUERY_CANCELED,
+                SqlState::LOCK_NOT_AVAILABLE,
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+            ]
+            .contains(state);
+    }
+    if e.is_closed() {
+        return true;
+    }
+    // Without a server's answer, the failure is in reaching it: an I/O error
+    // (refused, reset) somewhere in the chain, or a connect timeout.
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    e.to_string().starts_with("timeout")
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The error's own Display omits the server's message; the source has it.
+        let detail = match e.as_db_error() {
+            Some(db) => format!("{e}: {db}"),
+            None => e.to_string(),
+        };
+        if is_unavailable(&e) {
+            StoreError::Unavailable(detail)
+        } else {
+            StoreError::Internal(detail)
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn authenticate(&self, digest: KeyDigest, now: i64) -> StoreResult<Option<AccountId>> {
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached(
+                        "SELECT id, account_id, last_used_at FROM api_keys
+                         WHERE digest = $1 AND revoked_at IS NULL",
+                    )
+                    .await?;
+                let Some(row) = c.query_opt(&stmt, &[&&digest.0[..]]).await? else {
+                    return Ok(None);
+                };
+                let key_id: i64 = row.try_get(0)?;
+                let account: i64 = row.try_get(1)?;
+                let last_used: Option<i64> = row.try_get(2)?;
+
+                if last_used.is_none_or(|t| now - t >= LAST_USED_RESOLUTION_MS) {
+                    // The condition is checked again in the statement, so that
+                    // servers seeing the same key at once write it only once.
+                    // A failure only means the timestamp is a little older than
+                    // it could be.
+                    let update = c
+                        .prepare_cached(
+                            "UPDATE api_keys SET last_used_at = $1
+                             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at <= $3)",
+                        )
+                        .await;
+                    if let Ok(update) = update {
+                        let _ = c
+                            .execute(&update, &[&now, &key_id, &(now - LAST_USED_RESOLUTION_MS)])
+                            .await;
+                    }
+                }
+                Ok(Some(AccountId(account)))
+            })
+        })
+        .await
+    }
+
+    async fn list_customers(&self, account: AccountId, page: u64) -> StoreResult<CustomerPage> {
+        let offset = page.saturating_sub(1).saturating_mul(PAGE_SIZE);
+        let Ok(offset) = i64::try_from(offset) else {
+            return Ok(CustomerPage {
+                customers: Vec::new(),
+                has_more: false,
+            });
+        };
+        self.run(move |c| {
+            Box::pin(async move {
+                // Known shortcoming: a deep page skips `offset` index entries,
+                // so walking every page of a large account costs time
+                // quadratic in its size.
+                let stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE account_id = $1
+                         ORDER BY sort_key, id LIMIT $2 OFFSET $3"
+                    ))
+                    .await?;
+                let rows = c
+                    .query(&stmt, &[&account.0, &(PAGE_SIZE as i64 + 1), &offset])
+                    .await?;
+                let mut customers = rows
+                    .iter()
+                    .map(customer_from_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let has_more = customers.len() as u64 > PAGE_SIZE;
+                customers.truncate(PAGE_SIZE as usize);
+                Ok(CustomerPage {
+                    customers,
+                    has_more,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn get_customer(&self, account: AccountId, id: i64) -> StoreResult<Option<Customer>> {
+        self.run(move |c| Box::pin(async move { fetch_customer(c, account, id, false).await }))
+            .await
+    }
+
+    async fn create_customer(
+        &self,
+        account: AccountId,
+        data: CustomerData,
+        now: i64,
+    ) -> StoreResult<Customer> {
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached(
+                        "INSERT INTO customers (account_id, version, email, customer_locale,
+                            firstname, lastname, company, company_id, street, city, postcode,
+                            phone, country, sort_key, created_at, updated_at)
+                         VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                            $14, $14)
+                         RETURNING id",
+                    )
+                    .await?;
+                let a = &data.address;
+                let row = c
+                    .query_one(
+                        &stmt,
+                        &[
+                            &account.0,
+                            &data.email,
+                            &data.locale.as_str(),
+                            &a.firstname,
+                            &a.lastname,
+                            &a.company,
+                            &a.company_id,
+                            &a.address,
+                            &a.city,
+                            &a.postcode,
+                            &a.phone,
+                            &a.country,
+                            &sort_key(&data),
+                            &now,
+                        ],
+                    )
+                    .await?;
+                Ok(Customer {
+                    id: row.try_get(0)?,
+                    version: 1,
+                    data,
+                    created_at: now,
+                    updated_at: now,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn update_customer(
+        &self,
+        account: AccountId,
+        id: i64,
+        patch: CustomerPatch,
+        now: i64,
+    ) -> StoreResult<UpdateOutcome> {
+        self.run(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                // The row stays locked until the commit, so a concurrent update
+                // of the same customer, from any server, merges into this
+                // one's result instead of overwriting it.
+                let Some(current) = fetch_customer(&tx, account, id, true).await? else {
+                    return Ok(UpdateOutcome::NotFound);
+                };
+                let data = patch.apply(&current.data);
+                if data == current.data {
+                    tx.rollback().await?;
+                    return Ok(UpdateOutcome::Unchanged(current));
+                }
+
+                let stmt = tx
+                    .prepare_cached(
+                        "UPDATE customers SET version = version + 1, email = $1,
+                            customer_locale = $2, firstname = $3, lastname = $4, company = $5,
+                            company_id = $6, street = $7, city = $8, postcode = $9, phone = $10,
+                            country = $11, sort_key = $12, updated_at = $13
+                         WHERE id = $14",
+                    )
+                    .await?;
+                let a = &data.address;
+                tx.execute(
+                    &stmt,
+                    &[
+                        &data.email,
+                        &data.locale.as_str(),
+                        &a.firstname,
+                        &a.lastname,
+                        &a.company,
+                        &a.company_id,
+                        &a.address,
+                        &a.city,
+                        &a.postcode,
+                        &a.phone,
+                        &a.country,
+                        &sort_key(&data),
+                        &now,
+                        &id,
+                    ],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(UpdateOutcome::Updated(Customer {
+                    id,
+                    version: current.version + 1,
+                    data,
+                    created_at: current.created_at,
+                    updated_at: now,
+                }))
+            })
+        })
+        .await
+    }
+
+    async fn delete_customer(&self, account: AccountId, id: i64) -> StoreResult<bool> {
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached("DELETE FROM customers WHERE id = $1 AND account_id = $2")
+                    .await?;
+                Ok(c.execute(&stmt, &[&id, &account.0]).await? > 0)
+            })
+        })
+        .await
+    }
+
+    async fn create_account(&self, name: &str, now: i64) -> StoreResult<Account> {
+        let name = name.to_owned();
+        self.run(move |c| Box::pin(async move { insert_account(c, &name, now).await }))
+            .await
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
+        self.run(|c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached("SELECT id, name, created_at FROM accounts ORDER BY id")
+                    .await?;
+                c.query(&stmt, &[])
+                    .await?
+                    .iter()
+                    .map(account_from_row)
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn find_account(&self, name: &str) -> StoreResult<Option<Account>> {
+        let name = name.to_owned();
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached("SELECT id, name, created_at FROM accounts WHERE name = $1")
+                    .await?;
+                c.query_opt(&stmt, &[&name])
+                    .await?
+                    .as_ref()
+                    .map(account_from_row)
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn create_key(&self, account: AccountId, key: NewKey, now: i64) -> StoreResult<KeyInfo> {
+        self.run(move |c| {
+            Box::pin(async move {
+                let id = insert_key(c, account, &key, now).await?;
+                Ok(KeyInfo {
+                    id,
+                    account,
+                    prefix: key.prefix,
+                    label: key.label,
+                    created_at: now,
+                    last_used_at: None,
+                    revoked_at: None,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn list_keys(&self, account: AccountId) -> StoreResult<Vec<KeyInfo>> {
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY id"
+                    ))
+                    .await?;
+                c.query(&stmt, &[&account.0])
+                    .await?
+                    .iter()
+                    .map(key_from_row)
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn revoke_key(&self, key_id: i64, now: i64) -> StoreResult<Option<KeyInfo>> {
+        self.run(move |c| {
+            Box::pin(async move {
+                // COALESCE keeps the first moment of a key revoked twice; the
+                // row comes back either way, and not at all for no such key.
+                let stmt = c
+                    .prepare_cached(&format!(
+                        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1)
+                         WHERE id = $2 RETURNING {KEY_COLUMNS}"
+                    ))
+                    .await?;
+                c.query_opt(&stmt, &[&now, &key_id])
+                    .await?
+                    .as_ref()
+                    .map(key_from_row)
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn find_key(&self, digest: KeyDigest) -> StoreResult<Option<KeyInfo>> {
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {KEY_COLUMNS} FROM api_keys WHERE digest = $1"
+                    ))
+                    .await?;
+                c.query_opt(&stmt, &[&&digest.0[..]])
+                    .await?
+                    .as_ref()
+                    .map(key_from_row)
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn find_keys_by_prefix(&self, prefix: &str) -> StoreResult<Vec<KeyInfo>> {
+        let prefix = prefix.to_ascii_lowercase();
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {KEY_COLUMNS} FROM api_keys WHERE prefix = $1 ORDER BY id"
+                    ))
+                    .await?;
+                c.query(&stmt, &[&prefix])
+                    .await?
+                    .iter()
+                    .map(key_from_row)
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn bootstrap(&self, name: &str, key: NewKey, now: i64) -> StoreResult<bool> {
+        let name = name.to_owned();
+        self.run(move |c| {
+            Box::pin(async move {
+                let tx = c.transaction().await?;
+                // Servers starting together on an empty database would each
+                // count no accounts; this lock, which also holds off any other
+                // insert into accounts, lets only the first create one.
+                tx.batch_execute("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE")
+                    .await?;
+                let accounts: i64 = tx
+                    .query_one("SELECT count(*) FROM accounts", &[])
+                    .await?
+                    .try_get(0)?;
+                if accounts > 0 {
+                    return Ok(false);
+                }
+                let account = insert_account(&tx, &name, now).await?;
+                insert_key(&tx, account.id, &key, now).await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(|c| {
+            Box::pin(async move {
+                c.simple_query("SELECT 1").await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
