@@ -29,6 +29,30 @@ pub struct Cli {
     )]
     pub database: String,
 
+    /// PostgreSQL: the most connections this process opens.
+    #[arg(long, global = true, env = "REKISTERI_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: usize,
+
+    /// PostgreSQL: seconds a request waits for a free connection, and for a
+    /// new one to open, before it answers 503.
+    #[arg(
+        long,
+        global = true,
+        env = "REKISTERI_POOL_TIMEOUT_SECS",
+        default_value_t = 2.0
+    )]
+    pub pool_timeout_secs: f64,
+
+    /// PostgreSQL: seconds one request's database work may take in all
+    /// before it answers 503.
+    #[arg(
+        long,
+        global = true,
+        env = "REKISTERI_DATABASE_TIMEOUT_SECS",
+        default_value_t = 5.0
+    )]
+    pub database_timeout_secs: f64,
+
     /// Log format on standard error: text or json (one object a line).
     #[arg(
         long,
@@ -104,14 +128,33 @@ pub struct ServeArgs {
     pub shutdown_grace_secs: f64,
 }
 
+/// A positive number of seconds from a flag.
+fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{name} must be a positive number of seconds"))
+}
+
+impl Cli {
+    fn store_options(&self) -> anyhow::Result<store::OpenOptions> {
+        let pool_timeout = seconds("--pool-timeout-secs", self.pool_timeout_secs)?;
+        let postgres = store::postgres::Options {
+            max_connections: self.pool_size.max(1),
+            connect_timeout: pool_timeout,
+            wait_timeout: pool_timeout,
+            operation_timeout: seconds("--database-timeout-secs", self.database_timeout_secs)?,
+            ..store::postgres::Options::default()
+        };
+        Ok(store::OpenOptions {
+            postgres,
+            ..store::OpenOptions::default()
+        })
+    }
+}
+
 impl ServeArgs {
     fn settings(&self) -> anyhow::Result<Settings> {
-        let seconds = |name: &str, value: f64| {
-            Duration::try_from_secs_f64(value)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .with_context(|| format!("{name} must be a positive number of seconds"))
-        };
         let rate_limit = (self.rate_limit_burst > 0).then_some(RateLimit {
             burst: self.rate_limit_burst,
             per_second: self.rate_limit_per_second,
@@ -169,7 +212,7 @@ pub enum KeysCommand {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let store = store::open(&cli.database)
+    let store = store::open_with(&cli.database, &cli.store_options()?)
         .await
         .with_context(|| format!("failed to open the database {}", redact(&cli.database)))?;
     match cli.command {

@@ -4,9 +4,9 @@
 //!
 //! - [`domain`]: pure types and rules. The validated customer, the partial
 //!   update and its merge, the Finnish sort key, API keys, timestamps.
-//! - [`store`]: one interface for everything kept, with an embedded SQLite
-//!   implementation. It speaks domain types and owns transactions and
-//!   durability.
+//! - [`store`]: one interface for everything kept, with two
+//!   implementations: embedded SQLite and PostgreSQL. It speaks domain types
+//!   and owns transactions, migrations and durability.
 //! - [`http`]: routes, the authentication extractor, the one error type and
 //!   its JSON envelope, the request log.
 //! - [`app`]: start-up, the first-start key, serving on a given listener,

@@ -131,7 +131,7 @@ pub trait Store: Send + Sync + 'static {
     /// The key with this digest, revoked or not.
     async fn find_key(&self, digest: KeyDigest) -> StoreResult<Option<KeyInfo>>;
 
-    /// Keys whose id starts with these hex digits.
+    /// Keys whose eight-digit prefix is exactly this one.
     async fn find_keys_by_prefix(&self, prefix: &str) -> StoreResult<Vec<KeyInfo>>;
 
     /// On a database with no accounts at all, creates `name` with one key in
@@ -151,12 +151,24 @@ pub type Stat = (&'static str, &'static str, f64);
 
 /// Opens the store a database URL names, creating and migrating its schema.
 pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    open_with(url, &OpenOptions::default()).await
+}
+
+/// Tuning for each kind of store; only the one the URL names is used.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    pub sqlite: sqlite::Options,
+    pub postgres: postgres::Options,
+}
+
+/// Opens the store a database URL names, with the given tuning.
+pub async fn open_with(url: &str, options: &OpenOptions) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        let store = sqlite::SqliteStore::open(path, sqlite::Options::default())?;
+        let store = sqlite::SqliteStore::open(path, options.sqlite.clone())?;
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = postgres::PostgresStore::open(url, postgres::Options::default()).await?;
+        let store = postgres::PostgresStore::open(url, options.postgres.clone()).await?;
         return Ok(Arc::new(store));
     }
     anyhow::bail!("unsupported database URL {url:?}: expected sqlite://PATH or postgres://…")

@@ -25,7 +25,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    Account, AccountId, CustomerPage, KeyInfo, NewKey, Store, StoreError, StoreResult,
+    Account, AccountId, CustomerPage, KeyInfo, NewKey, Stat, Store, StoreError, StoreResult,
     UpdateOutcome, migrations,
 };
 use crate::domain::PAGE_SIZE;
@@ -819,5 +819,31 @@ impl Store for PostgresStore {
             })
         })
         .await
+    }
+
+    fn stats(&self) -> Vec<Stat> {
+        let status = self.pool.status();
+        vec![
+            (
+                "rekisteri_store_pool_connections",
+                "Connections the pool holds open.",
+                status.size as f64,
+            ),
+            (
+                "rekisteri_store_pool_idle",
+                "Open connections free at this moment.",
+                status.available as f64,
+            ),
+            (
+                "rekisteri_store_pool_waiting",
+                "Requests waiting for a connection.",
+                status.waiting as f64,
+            ),
+            (
+                "rekisteri_store_pool_max",
+                "The most connections the pool opens.",
+                status.max_size as f64,
+            ),
+        ]
     }
 }
