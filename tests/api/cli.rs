@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::Client;
@@ -48,13 +49,14 @@ impl Served {
     }
 
     async fn start_with(db: &Path, args: &[&str]) -> Served {
+        Self::start_on(&format!("sqlite://{}", db.display()), args).await
+    }
+
+    async fn start_on(database_url: &str, args: &[&str]) -> Served {
         let mut child = tokio::process::Command::new(BIN)
             .arg("serve")
             .args(args)
-            .env(
-                "REKISTERI_DATABASE_URL",
-                format!("sqlite://{}", db.display()),
-            )
+            .env("REKISTERI_DATABASE_URL", database_url)
             .env("REKISTERI_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -412,18 +414,40 @@ struct Known {
 }
 
 #[tokio::test]
-async fn every_acknowledged_create_and_update_survives_a_kill_9_mid_stream() {
+async fn every_acknowledged_create_and_update_survives_a_kill_9_mid_stream_on_sqlite() {
     let (_dir, db) = temp_db();
-    let server = Served::start(&db).await;
+    kill_9_mid_stream(&format!("sqlite://{}", db.display())).await;
+}
+
+#[tokio::test]
+async fn every_acknowledged_create_and_update_survives_a_kill_9_mid_stream_on_postgres() {
+    let Some(database) = crate::support::postgres::TestDatabase::create().await else {
+        crate::support::postgres::skipped("kill_9_mid_stream");
+        return;
+    };
+    kill_9_mid_stream(&database.url).await;
+}
+
+/// Writers create and update customers until the server is killed; after
+/// a restart every acknowledged state is there, exactly.
+async fn kill_9_mid_stream(database_url: &str) {
+    let server = Served::start_on(database_url, &[]).await;
     let key = keys_in(&server.stdout).remove(0);
     let base = Arc::new(server.base.clone());
 
+    let acknowledged = Arc::new(AtomicUsize::new(0));
     let mut writers = JoinSet::new();
     for w in 0..16 {
-        let (base, key) = (Arc::clone(&base), key.clone());
-        writers.spawn(async move { write_until_the_server_dies(w, &base, &key).await });
+        let (base, key, acks) = (Arc::clone(&base), key.clone(), Arc::clone(&acknowledged));
+        writers.spawn(async move { write_until_the_server_dies(w, &base, &key, &acks).await });
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Kill once the stream is well under way, however fast this machine is.
+    for _ in 0..200 {
+        if acknowledged.load(Ordering::Relaxed) >= 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.kill().await;
     let known: Vec<Known> = writers.join_all().await.into_iter().flatten().collect();
     let updates = known
@@ -436,7 +460,7 @@ async fn every_acknowledged_create_and_update_survives_a_kill_9_mid_stream() {
         known.len()
     );
 
-    let again = Served::start(&db).await;
+    let again = Served::start_on(database_url, &[]).await;
     let client = Client::new();
     for k in &known {
         let stored: Value = client
@@ -466,7 +490,12 @@ async fn every_acknowledged_create_and_update_survives_a_kill_9_mid_stream() {
 
 /// Creates customers and updates each a few times, one request at a time,
 /// until a request fails because the server is gone.
-async fn write_until_the_server_dies(worker: usize, base: &str, key: &str) -> Vec<Known> {
+async fn write_until_the_server_dies(
+    worker: usize,
+    base: &str,
+    key: &str,
+    acks: &AtomicUsize,
+) -> Vec<Known> {
     let client = Client::new();
     let mut known: Vec<Known> = Vec::new();
     for n in 0.. {
@@ -505,6 +534,7 @@ async fn write_until_the_server_dies(worker: usize, base: &str, key: &str) -> Ve
             };
             entry.acknowledged = body;
             entry.pending_city = None;
+            acks.fetch_add(1, Ordering::Relaxed);
         }
     }
     known
