@@ -6,6 +6,8 @@ mod auth;
 mod body;
 mod customers;
 pub mod error;
+pub mod openapi;
+pub mod routes;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +17,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use jiff::tz::TimeZone;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -34,18 +35,8 @@ pub struct AppState {
 
 /// The whole application as a router.
 pub fn router(state: AppState) -> Router {
-    let collection = get(customers::list).post(customers::create);
-    let member = get(customers::show)
-        .put(customers::update)
-        .patch(customers::update)
-        .delete(customers::delete);
-
-    Router::new()
-        .route("/api/v1/customers", collection.clone())
-        .route("/api/v1/customers.json", collection)
-        .route("/api/v1/customers/{id}", member)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    routes::table_router()
+        .merge(openapi::docs_router())
         .fallback(not_found)
         .layer(middleware::from_fn(envelope_bare_errors))
         .layer(CatchPanicLayer::custom(panic_response))
@@ -69,11 +60,26 @@ async fn not_found() -> ApiError {
 }
 
 /// Liveness: the process answers. Touches nothing else.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    responses((status = 200, description = "The process answers.", body = String, content_type = "text/plain", example = "ok"))
+)]
 async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Readiness: the database answers too.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "service",
+    responses(
+        (status = 200, description = "The process and its database answer.", body = String, content_type = "text/plain", example = "ready"),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => "ready".into_response(),
