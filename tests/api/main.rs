@@ -6,6 +6,7 @@ mod cli;
 mod durability;
 mod http_edges;
 mod listing;
+mod openapi;
 mod reference_flow;
 mod support;
 mod tenancy;
