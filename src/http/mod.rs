@@ -35,7 +35,8 @@ pub struct AppState {
 
 /// The whole application as a router.
 pub fn router(state: AppState) -> Router {
-    routes::table_router()
+    routes::api_router()
+        .merge(routes::open_router())
         .merge(openapi::docs_router())
         .fallback(not_found)
         .layer(middleware::from_fn(envelope_bare_errors))

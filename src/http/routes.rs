@@ -28,6 +28,14 @@ impl Endpoint {
     pub fn documented(self) -> bool {
         self != Endpoint::Index
     }
+
+    /// Whether the route acts for a merchant account and so needs a key.
+    pub fn needs_key(self) -> bool {
+        matches!(
+            self,
+            ListCustomers | CreateCustomer | ShowCustomer | UpdateCustomer | DeleteCustomer
+        )
+    }
 }
 
 /// One method on one path, spelt as axum and the OpenAPI document both
@@ -83,19 +91,30 @@ fn add(methods: MethodRouter<AppState>, route: &Route) -> MethodRouter<AppState>
     }
 }
 
-/// A router with every route of [`ROUTES`].
-pub fn table_router() -> Router<AppState> {
+/// The routes of [`ROUTES`] that act for an account, so that a layer
+/// checking the key can go on them alone.
+pub fn api_router() -> Router<AppState> {
+    table_router(|e| e.needs_key())
+}
+
+/// The routes of [`ROUTES`] that need no key.
+pub fn open_router() -> Router<AppState> {
+    table_router(|e| !e.needs_key())
+}
+
+fn table_router(wanted: fn(Endpoint) -> bool) -> Router<AppState> {
+    let routes: Vec<&Route> = ROUTES.iter().filter(|r| wanted(r.endpoint)).collect();
     let mut paths: Vec<&str> = Vec::new();
-    for route in ROUTES {
+    for route in &routes {
         if !paths.contains(&route.path) {
             paths.push(route.path);
         }
     }
     paths.into_iter().fold(Router::new(), |router, path| {
-        let methods = ROUTES
+        let methods = routes
             .iter()
             .filter(|r| r.path == path)
-            .fold(MethodRouter::new(), add);
+            .fold(MethodRouter::new(), |methods, route| add(methods, route));
         router.route(path, methods)
     })
 }
@@ -103,6 +122,15 @@ pub fn table_router() -> Router<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_is_either_for_an_account_or_open_never_both() {
+        for a in ROUTES {
+            for b in ROUTES.iter().filter(|b| b.path == a.path) {
+                assert_eq!(a.endpoint.needs_key(), b.endpoint.needs_key(), "{}", a.path);
+            }
+        }
+    }
 
     #[test]
     fn no_method_and_path_is_listed_twice() {
