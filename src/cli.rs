@@ -82,6 +82,8 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print the OpenAPI document on standard output.
+    Openapi,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +214,13 @@ pub enum KeysCommand {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The document needs no database; opening one would create its file.
+    if let Command::Openapi = cli.command {
+        let mut out = std::io::stdout().lock();
+        out.write_all(crate::http::openapi::document_string().as_bytes())?;
+        out.flush()?;
+        return Ok(());
+    }
     let store = store::open_with(&cli.database, &cli.store_options()?)
         .await
         .with_context(|| format!("failed to open the database {}", redact(&cli.database)))?;
@@ -259,6 +268,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Openapi => unreachable!("answered before the store opens"),
         Command::Keys(KeysCommand::Revoke { key_id }) => {
             let id = key_to_revoke(&*store, &key_id).await?;
             let revoked = store.revoke_key(id, now_millis()).await?.with_context(|| {

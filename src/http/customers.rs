@@ -6,37 +6,68 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::tz::TimeZone;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Authenticated;
 use super::body::JsonBody;
 use super::error::ApiError;
+use super::openapi::{self, examples};
 use crate::domain::customer::Customer;
 use crate::domain::input::{CustomerPatch, parse_new};
 use crate::domain::time::{now_millis, render};
 use crate::store::UpdateOutcome;
 
 /// A customer on the wire: exactly these keys, in this order.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)] // read by the document: no other keys
+#[schema(as = Customer, example = examples::customer)]
 pub struct CustomerBody<'a> {
+    /// Assigned by the server: unique across all accounts, never reused.
+    #[schema(minimum = 1, format = Int64)]
     id: i64,
+    /// As sent, trimmed; `-` when the merchant did not know it.
+    #[schema(min_length = 1, max_length = 254)]
     email: &'a str,
+    #[schema(value_type = openapi::Locale)]
     customer_locale: &'static str,
     address: AddressBody<'a>,
+    /// When the customer was created, in the server's display time zone.
+    #[schema(format = DateTime, pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2}$")]
     created_at: String,
+    /// When a stored value last changed, in the server's display time zone.
+    #[schema(format = DateTime, pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{2}:\d{2}$")]
     updated_at: String,
 }
 
-#[derive(Serialize)]
+/// A customer's contact details: always these nine keys, `null` where an
+/// optional field has no value.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Address)]
 struct AddressBody<'a> {
+    #[schema(min_length = 1, max_length = 255)]
     firstname: &'a str,
+    #[schema(min_length = 1, max_length = 255)]
     lastname: &'a str,
+    #[schema(max_length = 255, required = true)]
     company: Option<&'a str>,
+    /// Business ID; in Finland the Y-tunnus, e.g. `1234567-1`.
+    #[schema(max_length = 255, required = true)]
     company_id: Option<&'a str>,
+    /// Street address.
+    #[schema(max_length = 255, required = true)]
     address: Option<&'a str>,
+    /// Post office or city.
+    #[schema(min_length = 1, max_length = 255)]
     city: &'a str,
+    #[schema(min_length = 1, max_length = 255)]
     postcode: &'a str,
+    /// Free form.
+    #[schema(max_length = 255, required = true)]
     phone: Option<&'a str>,
+    /// ISO 3166-1 alpha-2 code of an assigned country, upper case, or `-`.
+    #[schema(pattern = "^(?:-|[A-Z]{2})$")]
     country: &'a str,
 }
 
@@ -64,9 +95,15 @@ impl<'a> CustomerBody<'a> {
     }
 }
 
-#[derive(Serialize)]
+/// One page of customers, in alphabetical order.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CustomerList, example = examples::customer_list)]
 struct ListBody<'a> {
+    /// True exactly when a later page has customers.
     has_more: bool,
+    /// At most 50 customers.
+    #[schema(max_items = 50)]
     data: Vec<CustomerBody<'a>>,
 }
 
@@ -112,6 +149,27 @@ fn id_of(segment: &str) -> Result<i64, ApiError> {
     digits.parse::<i64>().map_err(|_| NOT_FOUND)
 }
 
+/// List customers
+///
+/// The account's customers in alphabetical order (last name, first name,
+/// company, email, id; Finnish collation, so `å`, `ä`, `ö` come after `z`),
+/// 50 a page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/customers",
+    tag = "customers",
+    operation_id = "list_customers",
+    security(("Token" = [])),
+    params(("page" = Option<u64>, Query, minimum = 1, description = "The page, 1 by default. A page past the end is empty.", example = 1)),
+    responses(
+        (status = 200, description = "One page of customers.", body = ListBody, example = examples::customer_list),
+        (status = 400, response = openapi::BadRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 429, response = openapi::RateLimited),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 pub async fn list(
     Authenticated(account): Authenticated,
     State(state): State<AppState>,
@@ -130,6 +188,30 @@ pub async fn list(
     Ok(Json(body).into_response())
 }
 
+/// Create a customer
+///
+/// Nothing is stored when the request fails. A required value that is not
+/// known may be sent as `-`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/customers",
+    tag = "customers",
+    operation_id = "create_customer",
+    security(("Token" = [])),
+    request_body(content = openapi::NewCustomer, content_type = "application/json", example = examples::create_request),
+    responses(
+        (status = 201, description = "The customer was created.", body = CustomerBody,
+            example = examples::customer),
+        (status = 400, response = openapi::BadRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 413, response = openapi::PayloadTooLarge),
+        (status = 415, response = openapi::UnsupportedMediaType),
+        (status = 422, response = openapi::ValidationFailed),
+        (status = 429, response = openapi::RateLimited),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 pub async fn create(
     Authenticated(account): Authenticated,
     State(state): State<AppState>,
@@ -153,6 +235,26 @@ pub async fn create(
     Ok(response)
 }
 
+/// Show a customer
+///
+/// Another account's customer answers as a missing one does.
+#[utoipa::path(
+    get,
+    path = "/api/v1/customers/{id}",
+    tag = "customers",
+    operation_id = "show_customer",
+    security(("Token" = [])),
+    params(("id" = u64, Path, description = "The customer's id, optionally followed by `.json`.", example = 1)),
+    responses(
+        (status = 200, description = "The customer.", body = CustomerBody, example = examples::customer),
+        (status = 400, response = openapi::BadRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 404, response = openapi::NotFound),
+        (status = 429, response = openapi::RateLimited),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 pub async fn show(
     Authenticated(account): Authenticated,
     State(state): State<AppState>,
@@ -167,6 +269,32 @@ pub async fn show(
     Ok(Json(CustomerBody::new(&customer, &state.zone)).into_response())
 }
 
+/// Update a customer
+///
+/// A partial update: only the fields present change, and `address` is
+/// merged key by key. An optional field set to `null` is cleared. `PATCH`
+/// is a synonym of `PUT`.
+#[utoipa::path(
+    method(put, patch),
+    path = "/api/v1/customers/{id}",
+    tag = "customers",
+    operation_id = "update_customer",
+    security(("Token" = [])),
+    params(("id" = u64, Path, description = "The customer's id, optionally followed by `.json`.", example = 1)),
+    request_body(content = openapi::CustomerChanges, content_type = "application/json", example = examples::update_request),
+    responses(
+        (status = 200, description = "The whole customer after the change.", body = CustomerBody, example = examples::updated_customer),
+        (status = 400, response = openapi::BadRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 404, response = openapi::NotFound),
+        (status = 413, response = openapi::PayloadTooLarge),
+        (status = 415, response = openapi::UnsupportedMediaType),
+        (status = 422, response = openapi::ValidationFailed),
+        (status = 429, response = openapi::RateLimited),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 pub async fn update(
     Authenticated(account): Authenticated,
     State(state): State<AppState>,
@@ -186,6 +314,26 @@ pub async fn update(
     Ok(Json(CustomerBody::new(&customer, &state.zone)).into_response())
 }
 
+/// Delete a customer
+///
+/// Removes the customer for good; a later read or delete is `404`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/customers/{id}",
+    tag = "customers",
+    operation_id = "delete_customer",
+    security(("Token" = [])),
+    params(("id" = u64, Path, description = "The customer's id, optionally followed by `.json`.", example = 1)),
+    responses(
+        (status = 204, description = "The customer was deleted."),
+        (status = 400, response = openapi::BadRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 404, response = openapi::NotFound),
+        (status = 429, response = openapi::RateLimited),
+        (status = 500, response = openapi::Internal),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 pub async fn delete(
     Authenticated(account): Authenticated,
     State(state): State<AppState>,

@@ -8,7 +8,9 @@ mod customers;
 pub mod error;
 mod metrics;
 mod middleware;
+pub mod openapi;
 mod rate_limit;
+pub mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,20 +93,11 @@ impl AppState {
 
 /// The whole application as a router.
 pub fn router(state: AppState) -> Router {
-    let collection = get(customers::list).post(customers::create);
-    let member = get(customers::show)
-        .put(customers::update)
-        .patch(customers::update)
-        .delete(customers::delete);
-    let api = Router::new()
-        .route("/api/v1/customers", collection.clone())
-        .route("/api/v1/customers.json", collection)
-        .route("/api/v1/customers/{id}", member)
-        .route_layer(from_fn_with_state(state.clone(), auth::require_key));
-
-    let mut open = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+    let api =
+        routes::api_router().route_layer(from_fn_with_state(state.clone(), auth::require_key));
+    let mut open = routes::open_router().merge(openapi::docs_router());
+    // `/metrics` is for operators' scrapers, not for API clients, so it
+    // stays out of the route table and the OpenAPI document.
     if state.settings.metrics_on_api {
         open = open.route("/metrics", get(metrics));
     }
@@ -136,11 +129,26 @@ async fn not_found() -> ApiError {
 }
 
 /// Liveness: the process answers. Touches nothing else.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    responses((status = 200, description = "The process answers.", body = String, content_type = "text/plain", example = "ok"))
+)]
 async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Readiness: the database answers too.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "service",
+    responses(
+        (status = 200, description = "The process and its database answer.", body = String, content_type = "text/plain", example = "ready"),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => "ready".into_response(),

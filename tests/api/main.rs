@@ -8,6 +8,7 @@ mod hardening;
 mod http_edges;
 mod listing;
 mod multi_server;
+mod openapi;
 mod outage;
 mod reference_flow;
 mod support;
