@@ -56,9 +56,37 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let purge = tokio::spawn(purge_expired_answers(
+        Arc::clone(&state.store),
+        state.settings.idempotency_ttl,
+    ));
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    purge.abort();
+    served
+}
+
+/// Removes expired idempotency records once a minute, in small batches,
+/// beside the requests rather than in their way. Expired records are
+/// already ignored by lookups; this only reclaims their space.
+async fn purge_expired_answers(store: Arc<dyn Store>, ttl: std::time::Duration) {
+    let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every_minute.tick().await;
+        let before = now_millis().saturating_sub(ttl);
+        loop {
+            match store.purge_idempotency(before).await {
+                Ok(n) if n >= 1000 => tokio::task::yield_now().await,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not purge expired idempotency records");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// A server running in the background, as the tests use it.

@@ -125,6 +125,14 @@ pub struct ServeArgs {
     #[arg(long, env = "REKISTERI_RATE_LIMIT_PER_SECOND", default_value_t = 100.0)]
     pub rate_limit_per_second: f64,
 
+    /// Seconds the answer of a request with an Idempotency-Key is kept.
+    #[arg(
+        long,
+        env = "REKISTERI_IDEMPOTENCY_TTL_SECS",
+        default_value_t = 86_400.0
+    )]
+    pub idempotency_ttl_secs: f64,
+
     /// Seconds that requests in flight at shutdown get to finish.
     #[arg(long, env = "REKISTERI_SHUTDOWN_GRACE_SECS", default_value_t = 20.0)]
     pub shutdown_grace_secs: f64,
@@ -173,6 +181,7 @@ impl ServeArgs {
             max_in_flight: self.max_in_flight.max(1),
             rate_limit,
             metrics_on_api: self.metrics_listen.is_none(),
+            idempotency_ttl: seconds("--idempotency-ttl-secs", self.idempotency_ttl_secs)?,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, Method, Uri};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::tz::TimeZone;
@@ -11,12 +12,15 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::Authenticated;
 use super::body::JsonBody;
+use super::conditional::{
+    IDEMPOTENT_REPLAYED, etag, fingerprint, header_value, idempotency_key, if_match, not_modified,
+};
 use super::error::ApiError;
 use super::openapi::{self, examples};
 use crate::domain::customer::Customer;
 use crate::domain::input::{CustomerPatch, parse_new};
 use crate::domain::time::{now_millis, render};
-use crate::store::UpdateOutcome;
+use crate::store::{AccountId, Answer, Idempotency, WriteOp, WriteReply, WriteResult};
 
 /// A customer on the wire: exactly these keys, in this order.
 #[derive(Serialize, ToSchema)]
@@ -215,24 +219,13 @@ pub async fn list(
 pub async fn create(
     Authenticated(account): Authenticated,
     State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let data = parse_new(&body).map_err(ApiError::Validation)?;
-    let customer = state
-        .store
-        .create_customer(account, data, now_millis())
-        .await?;
-    let location = format!("/api/v1/customers/{}", customer.id);
-    let mut response = (
-        StatusCode::CREATED,
-        Json(CustomerBody::new(&customer, &state.zone)),
-    )
-        .into_response();
-    // The location is ASCII digits under a fixed path, always a valid value.
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    let request = Request::new(&state, &headers, "POST", &uri, Some(&body))?;
+    request.write(account, WriteOp::Create(data)).await
 }
 
 /// Show a customer
@@ -259,6 +252,7 @@ pub async fn show(
     Authenticated(account): Authenticated,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = id_of(&id)?;
     let customer = state
@@ -266,7 +260,13 @@ pub async fn show(
         .get_customer(account, id)
         .await?
         .ok_or(NOT_FOUND)?;
-    Ok(Json(CustomerBody::new(&customer, &state.zone)).into_response())
+    let tag = header_value(&etag(&customer));
+    if not_modified(&headers, &customer)? {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    let mut response = Json(CustomerBody::new(&customer, &state.zone)).into_response();
+    response.headers_mut().insert(header::ETAG, tag);
+    Ok(response)
 }
 
 /// Update a customer
@@ -299,19 +299,21 @@ pub async fn update(
     Authenticated(account): Authenticated,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let id = id_of(&id)?;
     let patch = CustomerPatch::parse(&body).map_err(ApiError::Validation)?;
-    let outcome = state
-        .store
-        .update_customer(account, id, patch, now_millis())
-        .await?;
-    let customer = match outcome {
-        UpdateOutcome::Updated(c) | UpdateOutcome::Unchanged(c) => c,
-        UpdateOutcome::NotFound => return Err(NOT_FOUND),
+    let precondition = if_match(&headers, id)?;
+    let request = Request::new(&state, &headers, method.as_str(), &uri, Some(&body))?;
+    let op = WriteOp::Update {
+        id,
+        patch,
+        precondition,
     };
-    Ok(Json(CustomerBody::new(&customer, &state.zone)).into_response())
+    request.write(account, op).await
 }
 
 /// Delete a customer
@@ -338,13 +340,125 @@ pub async fn delete(
     Authenticated(account): Authenticated,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = id_of(&id)?;
-    if state.store.delete_customer(account, id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(NOT_FOUND)
+    let precondition = if_match(&headers, id)?;
+    let request = Request::new(&state, &headers, "DELETE", &uri, None)?;
+    request
+        .write(account, WriteOp::Delete { id, precondition })
+        .await
+}
+
+/// A write request, with the idempotency key it may carry.
+struct Request<'a> {
+    state: &'a AppState,
+    /// The key and the request's fingerprint.
+    key: Option<(String, [u8; 32])>,
+}
+
+impl<'a> Request<'a> {
+    fn new(
+        state: &'a AppState,
+        headers: &HeaderMap,
+        method: &str,
+        uri: &Uri,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Request<'a>, ApiError> {
+        let key = idempotency_key(headers)?.map(|key| {
+            // The parsed body, written out again: a retry that differs only
+            // in white space or number spelling is the same request.
+            let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+            let print = fingerprint(method, uri.path(), bytes.as_bytes());
+            (key, print)
+        });
+        Ok(Request { state, key })
     }
+
+    /// Carries the change out (or replays its recorded answer) and answers.
+    async fn write(self, account: AccountId, op: WriteOp) -> Result<Response, ApiError> {
+        let state = self.state;
+        let now = now_millis();
+        let Some((key, fingerprint)) = self.key else {
+            let reply = state.store.write(account, op, now, None).await?;
+            return match reply {
+                WriteReply::Done(result) => {
+                    Ok(answer_response(render_write(&result, &state.zone), false))
+                }
+                other => Err(ApiError::Internal(format!(
+                    "a write without a key ended as {other:?}"
+                ))),
+            };
+        };
+
+        let _claim = state.keys_in_flight.claim(account, &key)?;
+        let zone = state.zone.clone();
+        let ttl = i64::try_from(state.settings.idempotency_ttl.as_millis()).unwrap_or(i64::MAX);
+        let idempotency = Idempotency {
+            key,
+            fingerprint,
+            not_before: now.saturating_sub(ttl),
+            render: Box::new(move |result| render_write(result, &zone)),
+        };
+        match state
+            .store
+            .write(account, op, now, Some(idempotency))
+            .await?
+        {
+            WriteReply::Recorded(answer) => Ok(answer_response(answer, false)),
+            WriteReply::Replayed(answer) => Ok(answer_response(answer, true)),
+            WriteReply::KeyReused => Err(ApiError::IdempotencyKeyReused),
+            WriteReply::KeyInUse => Err(ApiError::IdempotencyKeyInUse),
+            WriteReply::Done(_) => Err(ApiError::Internal("a keyed write was not recorded".into())),
+        }
+    }
+}
+
+/// The answer to a write's result, as bytes, so that the same bytes can be
+/// recorded under an idempotency key and sent again.
+fn render_write(result: &WriteResult, zone: &TimeZone) -> Answer {
+    let customer = |status: u16, c: &Customer, location: bool| {
+        let mut headers = vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("etag".to_owned(), etag(c)),
+        ];
+        if location {
+            headers.push(("location".to_owned(), format!("/api/v1/customers/{}", c.id)));
+        }
+        Answer {
+            status,
+            headers,
+            body: serde_json::to_vec(&CustomerBody::new(c, zone)).unwrap_or_default(),
+        }
+    };
+    match result {
+        WriteResult::Created(c) => customer(201, c, true),
+        WriteResult::Updated(c) | WriteResult::Unchanged(c) => customer(200, c, false),
+        WriteResult::Deleted => Answer {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        },
+        WriteResult::NotFound => NOT_FOUND.to_answer(),
+        WriteResult::PreconditionFailed => ApiError::PreconditionFailed.to_answer(),
+    }
+}
+
+fn answer_response(answer: Answer, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, answer.body).into_response();
+    let headers = response.headers_mut();
+    headers.remove(header::CONTENT_TYPE);
+    for (name, value) in &answer.headers {
+        if let Ok(name) = HeaderName::try_from(name.as_str()) {
+            headers.insert(name, header_value(value));
+        }
+    }
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::domain::input::ValidationErrors;
-use crate::store::StoreError;
+use crate::store::{Answer, StoreError};
 
 /// Every way a request can fail. Each variant has one status and one code.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,12 @@ pub enum ApiError {
     Validation(ValidationErrors),
     #[error("request headers too large")]
     HeadersTooLarge,
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("idempotency key reused")]
+    IdempotencyKeyReused,
+    #[error("idempotency key in use")]
+    IdempotencyKeyInUse,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
     /// Too many requests in flight; shed before it slows everyone down.
@@ -62,6 +68,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded | ApiError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -79,6 +88,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Validation(_) => "validation_failed",
             ApiError::HeadersTooLarge => "bad_request",
+            ApiError::PreconditionFailed => "precondition_failed",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Overloaded | ApiError::TimedOut => "unavailable",
             ApiError::Unavailable(_) => "unavailable",
@@ -116,6 +128,15 @@ impl ApiError {
             }
             ApiError::Validation(_) => "The request body is not valid",
             ApiError::HeadersTooLarge => "The request headers are too large",
+            ApiError::PreconditionFailed => {
+                "The customer has changed since the version in If-Match; fetch it again"
+            }
+            ApiError::IdempotencyKeyReused => {
+                "This Idempotency-Key was used for a different request"
+            }
+            ApiError::IdempotencyKeyInUse => {
+                "A request with this Idempotency-Key is still being processed; retry shortly"
+            }
             ApiError::RateLimited { .. } => {
                 "Too many requests for this API key; retry after the time in Retry-After"
             }
@@ -150,6 +171,18 @@ impl ApiError {
             errors: sentences,
             code: self.code(),
             fields: Some(fields),
+        }
+    }
+}
+
+impl ApiError {
+    /// The answer as bytes, to be recorded with an idempotency key; the
+    /// same bytes `into_response` sends.
+    pub fn to_answer(&self) -> Answer {
+        Answer {
+            status: self.status().as_u16(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(&self.envelope()).unwrap_or_default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod auth;
 mod body;
+mod conditional;
 mod customers;
 pub mod error;
 mod metrics;
@@ -49,6 +50,8 @@ pub struct Settings {
     /// Whether `/metrics` is served beside the API (rather than on a
     /// listener of its own).
     pub metrics_on_api: bool,
+    /// How long the answer of a request with an `Idempotency-Key` is kept.
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             max_in_flight: 1024,
             rate_limit: Some(RateLimit::default()),
             metrics_on_api: true,
+            idempotency_ttl: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -74,6 +78,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     limiter: Option<Arc<rate_limit::RateLimiter>>,
     in_flight: Arc<Semaphore>,
+    keys_in_flight: conditional::KeysInFlight,
 }
 
 impl AppState {
@@ -85,6 +90,7 @@ impl AppState {
                 .rate_limit
                 .map(|limit| Arc::new(rate_limit::RateLimiter::new(limit))),
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            keys_in_flight: conditional::KeysInFlight::default(),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
         }

@@ -81,6 +81,107 @@ pub enum UpdateOutcome {
     NotFound,
 }
 
+/// A condition on the stored customer, from `If-Match`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// `If-Match: *`: any customer that exists.
+    Exists,
+    /// The customer's version must be one of these (none: never matches).
+    Version(Vec<i64>),
+}
+
+impl Precondition {
+    pub fn holds(&self, customer: &Customer) -> bool {
+        match self {
+            Precondition::Exists => true,
+            Precondition::Version(versions) => versions.contains(&customer.version),
+        }
+    }
+}
+
+/// A change to one customer.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    Create(CustomerData),
+    Update {
+        id: i64,
+        patch: CustomerPatch,
+        precondition: Option<Precondition>,
+    },
+    Delete {
+        id: i64,
+        precondition: Option<Precondition>,
+    },
+}
+
+/// How a change ended, when the store could carry it out or refuse it.
+#[derive(Debug, Clone)]
+pub enum WriteResult {
+    Created(Customer),
+    /// A value changed; version and `updated_at` moved.
+    Updated(Customer),
+    /// The patch left every value as it was; nothing was written.
+    Unchanged(Customer),
+    Deleted,
+    NotFound,
+    /// `If-Match` did not match; nothing was written.
+    PreconditionFailed,
+}
+
+impl WriteResult {
+    /// The customer whose personal data an answer to this result carries.
+    pub fn customer(&self) -> Option<&Customer> {
+        match self {
+            WriteResult::Created(c) | WriteResult::Updated(c) | WriteResult::Unchanged(c) => {
+                Some(c)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An HTTP answer as it was sent, kept so that it can be sent again byte
+/// for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Turns a result into the answer the client gets. It runs inside the
+/// write's transaction, so the answer is recorded with the change.
+pub type Render = Box<dyn FnOnce(&WriteResult) -> Answer + Send + Sync>;
+
+/// An `Idempotency-Key` and what the request that carries it looks like.
+pub struct Idempotency {
+    /// The key as the client sent it, scoped to the account.
+    pub key: String,
+    /// A digest of method, path and body: the same key with a different
+    /// fingerprint is another request.
+    pub fingerprint: [u8; 32],
+    /// Records made before this instant have expired and count as absent.
+    pub not_before: i64,
+    pub render: Render,
+}
+
+/// What a write came to.
+#[derive(Debug)]
+pub enum WriteReply {
+    /// The write ran; no key was given.
+    Done(WriteResult),
+    /// The write ran and its answer was recorded under the key.
+    Recorded(Answer),
+    /// The key was used before for this same request: its answer, again,
+    /// and nothing changed.
+    Replayed(Answer),
+    /// The key was used before for another request; nothing changed.
+    KeyReused,
+    /// Another server is carrying out a request with this key right now;
+    /// nothing changed.
+    KeyInUse,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The account of a key that exists and is not revoked. Records when the
@@ -94,12 +195,36 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_customer(&self, account: AccountId, id: i64) -> StoreResult<Option<Customer>>;
 
+    /// Carries out one change in one transaction. With a key, the answer
+    /// is recorded in that same transaction, so a crash can never keep one
+    /// without the other; deleting a customer also removes the recorded
+    /// answers that carry its data.
+    async fn write(
+        &self,
+        account: AccountId,
+        op: WriteOp,
+        now: i64,
+        idempotency: Option<Idempotency>,
+    ) -> StoreResult<WriteReply>;
+
+    /// Removes recorded answers made before `before`, a batch at a time;
+    /// returns how many went.
+    async fn purge_idempotency(&self, before: i64) -> StoreResult<u64>;
+
     async fn create_customer(
         &self,
         account: AccountId,
         data: CustomerData,
         now: i64,
-    ) -> StoreResult<Customer>;
+    ) -> StoreResult<Customer> {
+        match self
+            .write(account, WriteOp::Create(data), now, None)
+            .await?
+        {
+            WriteReply::Done(WriteResult::Created(customer)) => Ok(customer),
+            other => Err(unexpected(&other)),
+        }
+    }
 
     /// Reads, merges and writes in one transaction, so concurrent updates of
     /// different fields all survive.
@@ -109,10 +234,32 @@ pub trait Store: Send + Sync + 'static {
         id: i64,
         patch: CustomerPatch,
         now: i64,
-    ) -> StoreResult<UpdateOutcome>;
+    ) -> StoreResult<UpdateOutcome> {
+        let op = WriteOp::Update {
+            id,
+            patch,
+            precondition: None,
+        };
+        match self.write(account, op, now, None).await? {
+            WriteReply::Done(WriteResult::Updated(c)) => Ok(UpdateOutcome::Updated(c)),
+            WriteReply::Done(WriteResult::Unchanged(c)) => Ok(UpdateOutcome::Unchanged(c)),
+            WriteReply::Done(WriteResult::NotFound) => Ok(UpdateOutcome::NotFound),
+            other => Err(unexpected(&other)),
+        }
+    }
 
     /// Whether a customer was there to delete.
-    async fn delete_customer(&self, account: AccountId, id: i64) -> StoreResult<bool>;
+    async fn delete_customer(&self, account: AccountId, id: i64, now: i64) -> StoreResult<bool> {
+        let op = WriteOp::Delete {
+            id,
+            precondition: None,
+        };
+        match self.write(account, op, now, None).await? {
+            WriteReply::Done(WriteResult::Deleted) => Ok(true),
+            WriteReply::Done(WriteResult::NotFound) => Ok(false),
+            other => Err(unexpected(&other)),
+        }
+    }
 
     async fn create_account(&self, name: &str, now: i64) -> StoreResult<Account>;
 
@@ -148,6 +295,22 @@ pub trait Store: Send + Sync + 'static {
 
 /// One figure a store reports about itself.
 pub type Stat = (&'static str, &'static str, f64);
+
+/// Recorded headers as text: a JSON array of `[name, value]` pairs.
+fn encode_headers(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn decode_headers(text: &str) -> StoreResult<Vec<(String, String)>> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Internal(format!("a recorded answer's headers are corrupt: {e}")))
+}
+
+fn unexpected(reply: &WriteReply) -> StoreError {
+    StoreError::Internal(format!(
+        "a write without a key or condition ended as {reply:?}"
+    ))
+}
 
 /// Opens the store a database URL names, creating and migrating its schema.
 pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {

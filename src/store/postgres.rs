@@ -19,19 +19,18 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use deadpool_postgres::{
     Client, GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod,
-    Runtime,
+    Runtime, Transaction,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    Account, AccountId, CustomerPage, KeyInfo, NewKey, Stat, Store, StoreError, StoreResult,
-    UpdateOutcome, migrations,
+    Account, AccountId, Answer, CustomerPage, Idempotency, KeyInfo, NewKey, Stat, Store,
+    StoreError, StoreResult, WriteOp, WriteReply, WriteResult, migrations,
 };
 use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
 use crate::domain::customer::{Address, Customer, CustomerData, Locale};
-use crate::domain::input::CustomerPatch;
 use crate::domain::sort_key::{COLLATION_VERSION, sort_key};
 
 /// How often, at most, a key's `last_used_at` is written.
@@ -425,6 +424,222 @@ fn is_unavailable(e: &tokio_postgres::Error) -> bool {
     e.to_string().starts_with("timeout")
 }
 
+/// Carries out one change inside the caller's transaction.
+async fn apply(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    op: WriteOp,
+    now: i64,
+) -> StoreResult<WriteResult> {
+    match op {
+        WriteOp::Create(data) => insert_customer(tx, account, data, now)
+            .await
+            .map(WriteResult::Created),
+        WriteOp::Update {
+            id,
+            patch,
+            precondition,
+        } => {
+            // The row stays locked until the commit, so a concurrent update
+            // of the same customer, from any server, merges into this
+            // one's result instead of overwriting it.
+            let Some(current) = fetch_customer(tx, account, id, true).await? else {
+                return Ok(WriteResult::NotFound);
+            };
+            if precondition.is_some_and(|p| !p.holds(&current)) {
+                return Ok(WriteResult::PreconditionFailed);
+            }
+            let data = patch.apply(&current.data);
+            if data == current.data {
+                return Ok(WriteResult::Unchanged(current));
+            }
+            update_row(tx, &data, id, now).await?;
+            Ok(WriteResult::Updated(Customer {
+                id,
+                version: current.version + 1,
+                data,
+                created_at: current.created_at,
+                updated_at: now,
+            }))
+        }
+        WriteOp::Delete { id, precondition } => {
+            let Some(current) = fetch_customer(tx, account, id, true).await? else {
+                return Ok(WriteResult::NotFound);
+            };
+            if precondition.is_some_and(|p| !p.holds(&current)) {
+                return Ok(WriteResult::PreconditionFailed);
+            }
+            let stmt = tx
+                .prepare_cached("DELETE FROM customers WHERE id = $1")
+                .await?;
+            tx.execute(&stmt, &[&id]).await?;
+            // Recorded answers that carry the customer's data go with it.
+            let stmt = tx
+                .prepare_cached(
+                    "DELETE FROM idempotency_keys WHERE account_id = $1 AND customer_id = $2",
+                )
+                .await?;
+            tx.execute(&stmt, &[&account.0, &id]).await?;
+            Ok(WriteResult::Deleted)
+        }
+    }
+}
+
+async fn insert_customer(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    data: CustomerData,
+    now: i64,
+) -> StoreResult<Customer> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO customers (account_id, version, email, customer_locale,
+                firstname, lastname, company, company_id, street, city, postcode,
+                phone, country, sort_key, created_at, updated_at)
+             VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+             RETURNING id",
+        )
+        .await?;
+    let a = &data.address;
+    let row = tx
+        .query_one(
+            &stmt,
+            &[
+                &account.0,
+                &data.email,
+                &data.locale.as_str(),
+                &a.firstname,
+                &a.lastname,
+                &a.company,
+                &a.company_id,
+                &a.address,
+                &a.city,
+                &a.postcode,
+                &a.phone,
+                &a.country,
+                &sort_key(&data),
+                &now,
+            ],
+        )
+        .await?;
+    Ok(Customer {
+        id: row.try_get(0)?,
+        version: 1,
+        data,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+async fn update_row(
+    tx: &Transaction<'_>,
+    data: &CustomerData,
+    id: i64,
+    now: i64,
+) -> StoreResult<()> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE customers SET version = version + 1, email = $1,
+                customer_locale = $2, firstname = $3, lastname = $4, company = $5,
+                company_id = $6, street = $7, city = $8, postcode = $9, phone = $10,
+                country = $11, sort_key = $12, updated_at = $13
+             WHERE id = $14",
+        )
+        .await?;
+    let a = &data.address;
+    tx.execute(
+        &stmt,
+        &[
+            &data.email,
+            &data.locale.as_str(),
+            &a.firstname,
+            &a.lastname,
+            &a.company,
+            &a.company_id,
+            &a.address,
+            &a.city,
+            &a.postcode,
+            &a.phone,
+            &a.country,
+            &sort_key(data),
+            &now,
+            &id,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The reply a key already determines: a replay, a reuse, or `None` when the
+/// key is new (an expired record is removed so the key can be used again).
+async fn recorded(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    idem: &Idempotency,
+) -> StoreResult<Option<WriteReply>> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT fingerprint, status, headers, body, created_at FROM idempotency_keys
+             WHERE account_id = $1 AND key = $2",
+        )
+        .await?;
+    let Some(row) = tx.query_opt(&stmt, &[&account.0, &idem.key]).await? else {
+        return Ok(None);
+    };
+    let created_at: i64 = row.try_get(4)?;
+    if created_at < idem.not_before {
+        let stmt = tx
+            .prepare_cached("DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2")
+            .await?;
+        tx.execute(&stmt, &[&account.0, &idem.key]).await?;
+        return Ok(None);
+    }
+    let fingerprint: Vec<u8> = row.try_get(0)?;
+    if fingerprint != idem.fingerprint {
+        return Ok(Some(WriteReply::KeyReused));
+    }
+    let status: i32 = row.try_get(1)?;
+    let headers: String = row.try_get(2)?;
+    Ok(Some(WriteReply::Replayed(Answer {
+        status: u16::try_from(status).unwrap_or(500),
+        headers: super::decode_headers(&headers)?,
+        body: row.try_get(3)?,
+    })))
+}
+
+async fn record(
+    tx: &Transaction<'_>,
+    account: AccountId,
+    key: &str,
+    fingerprint: &[u8; 32],
+    answer: &Answer,
+    result: &WriteResult,
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO idempotency_keys
+                (account_id, key, fingerprint, status, headers, body, customer_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &account.0,
+            &key,
+            &&fingerprint[..],
+            &i32::from(answer.status),
+            &super::encode_headers(&answer.headers),
+            &answer.body,
+            &result.customer().map(|c| c.id),
+            &now,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         // The error's own Display omits the server's message; the source has it.
@@ -523,130 +738,67 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn create_customer(
+    async fn write(
         &self,
         account: AccountId,
-        data: CustomerData,
+        op: WriteOp,
         now: i64,
-    ) -> StoreResult<Customer> {
-        self.run(move |c| {
-            Box::pin(async move {
-                let stmt = c
-                    .prepare_cached(
-                        "INSERT INTO customers (account_id, version, email, customer_locale,
-                            firstname, lastname, company, company_id, street, city, postcode,
-                            phone, country, sort_key, created_at, updated_at)
-                         VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                            $14, $14)
-                         RETURNING id",
-                    )
-                    .await?;
-                let a = &data.address;
-                let row = c
-                    .query_one(
-                        &stmt,
-                        &[
-                            &account.0,
-                            &data.email,
-                            &data.locale.as_str(),
-                            &a.firstname,
-                            &a.lastname,
-                            &a.company,
-                            &a.company_id,
-                            &a.address,
-                            &a.city,
-                            &a.postcode,
-                            &a.phone,
-                            &a.country,
-                            &sort_key(&data),
-                            &now,
-                        ],
-                    )
-                    .await?;
-                Ok(Customer {
-                    id: row.try_get(0)?,
-                    version: 1,
-                    data,
-                    created_at: now,
-                    updated_at: now,
-                })
-            })
-        })
-        .await
-    }
-
-    async fn update_customer(
-        &self,
-        account: AccountId,
-        id: i64,
-        patch: CustomerPatch,
-        now: i64,
-    ) -> StoreResult<UpdateOutcome> {
+        idempotency: Option<Idempotency>,
+    ) -> StoreResult<WriteReply> {
         self.run(move |c| {
             Box::pin(async move {
                 let tx = c.transaction().await?;
-                // The row stays locked until the commit, so a concurrent update
-                // of the same customer, from any server, merges into this
-                // one's result instead of overwriting it.
-                let Some(current) = fetch_customer(&tx, account, id, true).await? else {
-                    return Ok(UpdateOutcome::NotFound);
+                let Some(idem) = idempotency else {
+                    let result = apply(&tx, account, op, now).await?;
+                    tx.commit().await?;
+                    return Ok(WriteReply::Done(result));
                 };
-                let data = patch.apply(&current.data);
-                if data == current.data {
-                    tx.rollback().await?;
-                    return Ok(UpdateOutcome::Unchanged(current));
+                if let Some(reply) = recorded(&tx, account, &idem).await? {
+                    tx.commit().await?;
+                    return Ok(reply);
                 }
-
-                let stmt = tx
-                    .prepare_cached(
-                        "UPDATE customers SET version = version + 1, email = $1,
-                            customer_locale = $2, firstname = $3, lastname = $4, company = $5,
-                            company_id = $6, street = $7, city = $8, postcode = $9, phone = $10,
-                            country = $11, sort_key = $12, updated_at = $13
-                         WHERE id = $14",
-                    )
-                    .await?;
-                let a = &data.address;
-                tx.execute(
-                    &stmt,
-                    &[
-                        &data.email,
-                        &data.locale.as_str(),
-                        &a.firstname,
-                        &a.lastname,
-                        &a.company,
-                        &a.company_id,
-                        &a.address,
-                        &a.city,
-                        &a.postcode,
-                        &a.phone,
-                        &a.country,
-                        &sort_key(&data),
-                        &now,
-                        &id,
-                    ],
+                let result = apply(&tx, account, op, now).await?;
+                let answer = (idem.render)(&result);
+                // Another server may be carrying out a request with the same
+                // key: its insert holds the key until it commits, and then
+                // this one fails, rolling back this change with it.
+                match record(
+                    &tx,
+                    account,
+                    &idem.key,
+                    &idem.fingerprint,
+                    &answer,
+                    &result,
+                    now,
                 )
-                .await?;
+                .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                        tx.rollback().await?;
+                        return Ok(WriteReply::KeyInUse);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 tx.commit().await?;
-                Ok(UpdateOutcome::Updated(Customer {
-                    id,
-                    version: current.version + 1,
-                    data,
-                    created_at: current.created_at,
-                    updated_at: now,
-                }))
+                Ok(WriteReply::Recorded(answer))
             })
         })
         .await
     }
 
-    async fn delete_customer(&self, account: AccountId, id: i64) -> StoreResult<bool> {
+    async fn purge_idempotency(&self, before: i64) -> StoreResult<u64> {
         self.run(move |c| {
             Box::pin(async move {
+                // A bounded batch keeps each purge a short transaction.
                 let stmt = c
-                    .prepare_cached("DELETE FROM customers WHERE id = $1 AND account_id = $2")
+                    .prepare_cached(
+                        "DELETE FROM idempotency_keys WHERE (account_id, key) IN
+                            (SELECT account_id, key FROM idempotency_keys
+                             WHERE created_at < $1 LIMIT 1000)",
+                    )
                     .await?;
-                Ok(c.execute(&stmt, &[&id, &account.0]).await? > 0)
+                Ok(c.execute(&stmt, &[&before]).await?)
             })
         })
         .await

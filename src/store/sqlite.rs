@@ -19,13 +19,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{Semaphore, oneshot};
 
 use super::{
-    Account, AccountId, CustomerPage, KeyInfo, NewKey, Stat, Store, StoreError, StoreResult,
-    UpdateOutcome, migrations,
+    Account, AccountId, Answer, CustomerPage, Idempotency, KeyInfo, NewKey, Stat, Store,
+    StoreError, StoreResult, WriteOp, WriteReply, WriteResult, migrations,
 };
 use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
 use crate::domain::customer::{Address, Customer, CustomerData, Locale};
-use crate::domain::input::CustomerPatch;
 use crate::domain::sort_key::{COLLATION_VERSION, sort_key};
 
 /// How often, at most, a key's `last_used_at` is written.
@@ -127,7 +126,7 @@ impl SqliteStore {
 
     /// Runs `work` in the shared write transaction and answers once it is
     /// committed.
-    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    async fn run_write<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
@@ -390,6 +389,188 @@ fn insert_account(conn: &Connection, name: &str, now: i64) -> StoreResult<Accoun
     })
 }
 
+/// Carries out one change on the writer's connection.
+fn apply(conn: &Connection, account: AccountId, op: WriteOp, now: i64) -> StoreResult<WriteResult> {
+    match op {
+        WriteOp::Create(data) => {
+            insert_customer(conn, account, data, now).map(WriteResult::Created)
+        }
+        WriteOp::Update {
+            id,
+            patch,
+            precondition,
+        } => {
+            let Some(current) = fetch_customer(conn, account, id)? else {
+                return Ok(WriteResult::NotFound);
+            };
+            if precondition.is_some_and(|p| !p.holds(&current)) {
+                return Ok(WriteResult::PreconditionFailed);
+            }
+            let data = patch.apply(&current.data);
+            if data == current.data {
+                return Ok(WriteResult::Unchanged(current));
+            }
+            update_row(conn, &data, id, now)?;
+            Ok(WriteResult::Updated(Customer {
+                id,
+                version: current.version + 1,
+                data,
+                created_at: current.created_at,
+                updated_at: now,
+            }))
+        }
+        WriteOp::Delete { id, precondition } => {
+            let Some(current) = fetch_customer(conn, account, id)? else {
+                return Ok(WriteResult::NotFound);
+            };
+            if precondition.is_some_and(|p| !p.holds(&current)) {
+                return Ok(WriteResult::PreconditionFailed);
+            }
+            conn.prepare_cached("DELETE FROM customers WHERE id = ?1")?
+                .execute([id])?;
+            // Recorded answers that carry the customer's data go with it.
+            conn.prepare_cached(
+                "DELETE FROM idempotency_keys WHERE account_id = ?1 AND customer_id = ?2",
+            )?
+            .execute(params![account.0, id])?;
+            Ok(WriteResult::Deleted)
+        }
+    }
+}
+
+fn insert_customer(
+    conn: &Connection,
+    account: AccountId,
+    data: CustomerData,
+    now: i64,
+) -> StoreResult<Customer> {
+    let a = &data.address;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO customers (account_id, version, email, customer_locale,
+            firstname, lastname, company, company_id, street, city, postcode,
+            phone, country, sort_key, created_at, updated_at)
+         VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+    )?;
+    stmt.execute(params![
+        account.0,
+        data.email,
+        data.locale.as_str(),
+        a.firstname,
+        a.lastname,
+        a.company,
+        a.company_id,
+        a.address,
+        a.city,
+        a.postcode,
+        a.phone,
+        a.country,
+        sort_key(&data),
+        now,
+    ])?;
+    Ok(Customer {
+        id: conn.last_insert_rowid(),
+        version: 1,
+        data,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+fn update_row(conn: &Connection, data: &CustomerData, id: i64, now: i64) -> StoreResult<()> {
+    let a = &data.address;
+    let mut stmt = conn.prepare_cached(
+        "UPDATE customers SET version = version + 1, email = ?1, customer_locale = ?2,
+            firstname = ?3, lastname = ?4, company = ?5, company_id = ?6, street = ?7,
+            city = ?8, postcode = ?9, phone = ?10, country = ?11, sort_key = ?12,
+            updated_at = ?13
+         WHERE id = ?14",
+    )?;
+    stmt.execute(params![
+        data.email,
+        data.locale.as_str(),
+        a.firstname,
+        a.lastname,
+        a.company,
+        a.company_id,
+        a.address,
+        a.city,
+        a.postcode,
+        a.phone,
+        a.country,
+        sort_key(data),
+        now,
+        id,
+    ])?;
+    Ok(())
+}
+
+/// The reply a key already determines: a replay, a reuse, or `None` when the
+/// key is new (an expired record is removed so the key can be used again).
+fn recorded(
+    conn: &Connection,
+    account: AccountId,
+    idem: &Idempotency,
+) -> StoreResult<Option<WriteReply>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT fingerprint, status, headers, body, created_at FROM idempotency_keys
+         WHERE account_id = ?1 AND key = ?2",
+    )?;
+    let row = stmt
+        .query_row(params![account.0, idem.key], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, u16>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((fingerprint, status, headers, body, created_at)) = row else {
+        return Ok(None);
+    };
+    if created_at < idem.not_before {
+        conn.prepare_cached("DELETE FROM idempotency_keys WHERE account_id = ?1 AND key = ?2")?
+            .execute(params![account.0, idem.key])?;
+        return Ok(None);
+    }
+    if fingerprint != idem.fingerprint {
+        return Ok(Some(WriteReply::KeyReused));
+    }
+    Ok(Some(WriteReply::Replayed(Answer {
+        status,
+        headers: super::decode_headers(&headers)?,
+        body,
+    })))
+}
+
+fn record(
+    conn: &Connection,
+    account: AccountId,
+    key: &str,
+    fingerprint: &[u8; 32],
+    answer: &Answer,
+    result: &WriteResult,
+    now: i64,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO idempotency_keys
+            (account_id, key, fingerprint, status, headers, body, customer_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        account.0,
+        key,
+        &fingerprint[..],
+        answer.status,
+        super::encode_headers(&answer.headers),
+        answer.body,
+        result.customer().map(|c| c.id),
+        now,
+    ])?;
+    Ok(())
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match e.sqlite_error_code() {
@@ -475,110 +656,51 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn create_customer(
+    async fn write(
         &self,
         account: AccountId,
-        data: CustomerData,
+        op: WriteOp,
         now: i64,
-    ) -> StoreResult<Customer> {
-        self.write(move |conn| {
-            let a = &data.address;
-            let mut stmt = conn.prepare_cached(
-                "INSERT INTO customers (account_id, version, email, customer_locale,
-                    firstname, lastname, company, company_id, street, city, postcode,
-                    phone, country, sort_key, created_at, updated_at)
-                 VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
-            )?;
-            stmt.execute(params![
-                account.0,
-                data.email,
-                data.locale.as_str(),
-                a.firstname,
-                a.lastname,
-                a.company,
-                a.company_id,
-                a.address,
-                a.city,
-                a.postcode,
-                a.phone,
-                a.country,
-                sort_key(&data),
-                now,
-            ])?;
-            Ok(Customer {
-                id: conn.last_insert_rowid(),
-                version: 1,
-                data,
-                created_at: now,
-                updated_at: now,
-            })
-        })
-        .await
-    }
-
-    async fn update_customer(
-        &self,
-        account: AccountId,
-        id: i64,
-        patch: CustomerPatch,
-        now: i64,
-    ) -> StoreResult<UpdateOutcome> {
-        self.write(move |conn| {
-            let Some(current) = fetch_customer(conn, account, id)? else {
-                return Ok(UpdateOutcome::NotFound);
+        idempotency: Option<Idempotency>,
+    ) -> StoreResult<WriteReply> {
+        self.run_write(move |conn| {
+            let Some(idem) = idempotency else {
+                return Ok(WriteReply::Done(apply(conn, account, op, now)?));
             };
-            let data = patch.apply(&current.data);
-            if data == current.data {
-                return Ok(UpdateOutcome::Unchanged(current));
+            if let Some(reply) = recorded(conn, account, &idem)? {
+                return Ok(reply);
             }
-
-            let a = &data.address;
-            let mut stmt = conn.prepare_cached(
-                "UPDATE customers SET version = version + 1, email = ?1, customer_locale = ?2,
-                    firstname = ?3, lastname = ?4, company = ?5, company_id = ?6, street = ?7,
-                    city = ?8, postcode = ?9, phone = ?10, country = ?11, sort_key = ?12,
-                    updated_at = ?13
-                 WHERE id = ?14",
-            )?;
-            stmt.execute(params![
-                data.email,
-                data.locale.as_str(),
-                a.firstname,
-                a.lastname,
-                a.company,
-                a.company_id,
-                a.address,
-                a.city,
-                a.postcode,
-                a.phone,
-                a.country,
-                sort_key(&data),
+            let result = apply(conn, account, op, now)?;
+            let answer = (idem.render)(&result);
+            record(
+                conn,
+                account,
+                &idem.key,
+                &idem.fingerprint,
+                &answer,
+                &result,
                 now,
-                id,
-            ])?;
-            Ok(UpdateOutcome::Updated(Customer {
-                id,
-                version: current.version + 1,
-                data,
-                created_at: current.created_at,
-                updated_at: now,
-            }))
+            )?;
+            Ok(WriteReply::Recorded(answer))
         })
         .await
     }
 
-    async fn delete_customer(&self, account: AccountId, id: i64) -> StoreResult<bool> {
-        self.write(move |conn| {
-            let mut stmt =
-                conn.prepare_cached("DELETE FROM customers WHERE id = ?1 AND account_id = ?2")?;
-            Ok(stmt.execute(params![id, account.0])? > 0)
+    async fn purge_idempotency(&self, before: i64) -> StoreResult<u64> {
+        self.run_write(move |conn| {
+            // A bounded batch keeps each purge a short job for the writer.
+            let mut stmt = conn.prepare_cached(
+                "DELETE FROM idempotency_keys WHERE rowid IN
+                    (SELECT rowid FROM idempotency_keys WHERE created_at < ?1 LIMIT 1000)",
+            )?;
+            Ok(stmt.execute([before])? as u64)
         })
         .await
     }
 
     async fn create_account(&self, name: &str, now: i64) -> StoreResult<Account> {
         let name = name.to_owned();
-        self.write(move |conn| insert_account(conn, &name, now))
+        self.run_write(move |conn| insert_account(conn, &name, now))
             .await
     }
 
@@ -602,7 +724,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_key(&self, account: AccountId, key: NewKey, now: i64) -> StoreResult<KeyInfo> {
-        self.write(move |conn| {
+        self.run_write(move |conn| {
             let id = insert_key(conn, account, &key, now)?;
             Ok(KeyInfo {
                 id,
@@ -629,7 +751,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_key(&self, key_id: i64, now: i64) -> StoreResult<Option<KeyInfo>> {
-        self.write(move |conn| {
+        self.run_write(move |conn| {
             conn.execute(
                 "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
                 params![now, key_id],
@@ -665,7 +787,7 @@ impl Store for SqliteStore {
 
     async fn bootstrap(&self, name: &str, key: NewKey, now: i64) -> StoreResult<bool> {
         let name = name.to_owned();
-        self.write(move |conn| {
+        self.run_write(move |conn| {
             let accounts: i64 =
                 conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))?;
             if accounts > 0 {
