@@ -169,7 +169,7 @@ pub struct Idempotency {
 #[derive(Debug)]
 pub enum WriteReply {
     /// The write ran; no key was given.
-    Done(WriteResult),
+    Done(Box<WriteResult>),
     /// The write ran and its answer was recorded under the key.
     Recorded(Answer),
     /// The key was used before for this same request: its answer, again,
@@ -217,11 +217,14 @@ pub trait Store: Send + Sync + 'static {
         data: CustomerData,
         now: i64,
     ) -> StoreResult<Customer> {
-        match self
-            .write(account, WriteOp::Create(data), now, None)
-            .await?
-        {
-            WriteReply::Done(WriteResult::Created(customer)) => Ok(customer),
+        let op = WriteOp::Create(data);
+        let WriteReply::Done(result) = self.write(account, op, now, None).await? else {
+            return Err(StoreError::Internal(
+                "a write without a key was recorded".into(),
+            ));
+        };
+        match *result {
+            WriteResult::Created(customer) => Ok(customer),
             other => Err(unexpected(&other)),
         }
     }
@@ -240,10 +243,15 @@ pub trait Store: Send + Sync + 'static {
             patch,
             precondition: None,
         };
-        match self.write(account, op, now, None).await? {
-            WriteReply::Done(WriteResult::Updated(c)) => Ok(UpdateOutcome::Updated(c)),
-            WriteReply::Done(WriteResult::Unchanged(c)) => Ok(UpdateOutcome::Unchanged(c)),
-            WriteReply::Done(WriteResult::NotFound) => Ok(UpdateOutcome::NotFound),
+        let WriteReply::Done(result) = self.write(account, op, now, None).await? else {
+            return Err(StoreError::Internal(
+                "a write without a key was recorded".into(),
+            ));
+        };
+        match *result {
+            WriteResult::Updated(c) => Ok(UpdateOutcome::Updated(c)),
+            WriteResult::Unchanged(c) => Ok(UpdateOutcome::Unchanged(c)),
+            WriteResult::NotFound => Ok(UpdateOutcome::NotFound),
             other => Err(unexpected(&other)),
         }
     }
@@ -254,9 +262,14 @@ pub trait Store: Send + Sync + 'static {
             id,
             precondition: None,
         };
-        match self.write(account, op, now, None).await? {
-            WriteReply::Done(WriteResult::Deleted) => Ok(true),
-            WriteReply::Done(WriteResult::NotFound) => Ok(false),
+        let WriteReply::Done(result) = self.write(account, op, now, None).await? else {
+            return Err(StoreError::Internal(
+                "a write without a key was recorded".into(),
+            ));
+        };
+        match *result {
+            WriteResult::Deleted => Ok(true),
+            WriteResult::NotFound => Ok(false),
             other => Err(unexpected(&other)),
         }
     }
@@ -306,9 +319,9 @@ fn decode_headers(text: &str) -> StoreResult<Vec<(String, String)>> {
         .map_err(|e| StoreError::Internal(format!("a recorded answer's headers are corrupt: {e}")))
 }
 
-fn unexpected(reply: &WriteReply) -> StoreError {
+fn unexpected(result: &WriteResult) -> StoreError {
     StoreError::Internal(format!(
-        "a write without a key or condition ended as {reply:?}"
+        "a write without a key or condition ended as {result:?}"
     ))
 }
 

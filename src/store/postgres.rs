@@ -751,7 +751,7 @@ impl Store for PostgresStore {
                 let Some(idem) = idempotency else {
                     let result = apply(&tx, account, op, now).await?;
                     tx.commit().await?;
-                    return Ok(WriteReply::Done(result));
+                    return Ok(WriteReply::Done(Box::new(result)));
                 };
                 if let Some(reply) = recorded(&tx, account, &idem).await? {
                     tx.commit().await?;

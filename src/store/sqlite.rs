@@ -665,7 +665,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<WriteReply> {
         self.run_write(move |conn| {
             let Some(idem) = idempotency else {
-                return Ok(WriteReply::Done(apply(conn, account, op, now)?));
+                return Ok(WriteReply::Done(Box::new(apply(conn, account, op, now)?)));
             };
             if let Some(reply) = recorded(conn, account, &idem)? {
                 return Ok(reply);
