@@ -271,3 +271,25 @@ async fn error_bodies_never_carry_internal_details() {
         assert!(!text.contains(word), "{word} in {text}");
     }
 }
+
+#[tokio::test]
+async fn a_failed_write_records_nothing_so_its_retry_with_the_key_succeeds() {
+    let app = sqlite_with(Settings::default()).await;
+    // The store gives up on a lock held past its busy timeout: a 5xx.
+    let lock = hold_write_lock(&app);
+    let send = || {
+        app.request(Method::POST, "/api/v1/customers")
+            .header("Idempotency-Key", "uudestaan")
+            .header("Content-Type", "application/json")
+            .body(customer(1).to_string())
+            .send()
+    };
+    let failed = send().await.unwrap();
+    assert!(failed.status().is_server_error(), "{}", failed.status());
+    drop(lock);
+
+    let retried = send().await.unwrap();
+    assert_eq!(retried.status(), 201);
+    assert!(!retried.headers().contains_key("idempotent-replayed"));
+    assert_eq!(app.list_all().await.len(), 1);
+}

@@ -11,6 +11,7 @@ mod multi_server;
 mod openapi;
 mod outage;
 mod reference_flow;
+mod retries;
 mod support;
 mod tenancy;
 mod updates;

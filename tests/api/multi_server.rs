@@ -467,3 +467,41 @@ async fn a_changed_collation_version_recomputes_every_sort_key_at_start() {
     assert_eq!(version, rekisteri::domain::sort_key::COLLATION_VERSION);
     assert_eq!(empty, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_sent_to_both_servers_at_once_makes_exactly_one_change() {
+    let pair =
+        pair_or_skip!("one_idempotency_key_sent_to_both_servers_at_once_makes_exactly_one_change");
+    let pair = Arc::new(pair);
+    for round in 0..5 {
+        let key = format!("kaksi-{round}");
+        let body = customer(round);
+        let mut sends = Vec::new();
+        for server in 0..8 {
+            let (pair, key, body) = (Arc::clone(&pair), key.clone(), body.clone());
+            sends.push(tokio::spawn(async move {
+                let response = pair
+                    .client
+                    .post(format!("{}/api/v1/customers", pair.bases[server % 2]))
+                    .header("Authorization", format!("Token {}", pair.key))
+                    .header("Idempotency-Key", key)
+                    .header("Content-Type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                response.status().as_u16()
+            }));
+        }
+        let mut statuses = Vec::new();
+        for send in sends {
+            statuses.push(send.await.unwrap());
+        }
+        assert!(
+            statuses.iter().all(|s| *s == 201 || *s == 409),
+            "{statuses:?}"
+        );
+        assert!(statuses.contains(&201), "{statuses:?}");
+    }
+    assert_eq!(pair.list_all(0).await.len(), 5, "one customer a key");
+}
