@@ -21,21 +21,30 @@ pub fn etag(customer: &Customer) -> String {
 }
 
 /// The tags of an `If-Match` or `If-None-Match` list, each with whether it
-/// was weak; `None` for `*`.
-fn tags(value: &str) -> Option<Vec<(bool, &str)>> {
+/// was weak; `Ok(None)` for `*`. Anything but `*` or a list of quoted
+/// entity tags is malformed.
+fn tags<'v>(name: &str, value: &'v str) -> Result<Option<Vec<(bool, &'v str)>>, ApiError> {
     if value.trim() == "*" {
-        return None;
+        return Ok(None);
     }
-    let tags = value
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| match t.strip_prefix("W/") {
+    let malformed =
+        || ApiError::BadRequest(format!("{name} must be * or a list of quoted entity tags"));
+    let mut tags = Vec::new();
+    for tag in value.split(',').map(str::trim) {
+        let (weak, quoted) = match tag.strip_prefix("W/") {
             Some(rest) => (true, rest),
-            None => (false, t),
-        })
-        .collect();
-    Some(tags)
+            None => (false, tag),
+        };
+        let inner = quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .ok_or_else(malformed)?;
+        if inner.contains('"') {
+            return Err(malformed());
+        }
+        tags.push((weak, quoted));
+    }
+    Ok(Some(tags))
 }
 
 /// The versions of customer `id` that an entity tag list names.
@@ -66,7 +75,7 @@ pub fn if_match(headers: &HeaderMap, id: i64) -> Result<Option<Precondition>, Ap
     let Some(value) = header(headers, "if-match")? else {
         return Ok(None);
     };
-    Ok(Some(match tags(value) {
+    Ok(Some(match tags("If-Match", value)? {
         None => Precondition::Exists,
         Some(tags) => Precondition::Version(versions(&tags, id, true)),
     }))
@@ -78,7 +87,7 @@ pub fn not_modified(headers: &HeaderMap, customer: &Customer) -> Result<bool, Ap
     let Some(value) = header(headers, "if-none-match")? else {
         return Ok(false);
     };
-    Ok(match tags(value) {
+    Ok(match tags("If-None-Match", value)? {
         None => true,
         Some(tags) => versions(&tags, customer.id, false).contains(&customer.version),
     })
@@ -158,6 +167,8 @@ mod tests {
     #[test]
     fn if_match_reads_strong_tags_of_this_customer_only() {
         let h = headers("if-match", "\"7-2\", W/\"7-3\", \"8-4\", \"x\"");
+        assert!(if_match(&headers("if-match", ""), 7).is_err());
+        assert!(if_match(&headers("if-match", "7-2"), 7).is_err());
         assert_eq!(
             if_match(&h, 7).unwrap(),
             Some(Precondition::Version(vec![2]))

@@ -368,6 +368,9 @@ fn error_codes() -> Vec<&'static str> {
         ApiError::PayloadTooLarge,
         ApiError::UnsupportedMediaType,
         ApiError::Validation(Default::default()),
+        ApiError::PreconditionFailed,
+        ApiError::IdempotencyKeyReused,
+        ApiError::IdempotencyKeyInUse,
         ApiError::RateLimited {
             retry_after_secs: 0,
         },
@@ -525,7 +528,7 @@ error_responses! {
         "The method is not allowed on this path";
     PayloadTooLarge = 413, ApiError::PayloadTooLarge,
         "The body is over 64 KiB.",
-        "The request body is larger than 64 KiB";
+        "The request body is too large";
     UnsupportedMediaType = 415, ApiError::UnsupportedMediaType,
         "The body was not sent as `application/json`.",
         "The request body must be JSON, sent with Content-Type: application/json";
@@ -534,7 +537,7 @@ error_responses! {
         "";
     RateLimited = 429, ApiError::RateLimited { retry_after_secs: 0 },
         "Too many requests.",
-        "Too many requests; retry after the time in Retry-After";
+        "Too many requests for this API key; retry after the time in Retry-After";
     Internal = 500, ApiError::Internal(String::new()),
         "An internal error; the body never carries its details.",
         "An internal error occurred";
@@ -586,6 +589,23 @@ impl Modify for Finish {
                 }
             }
         }
+        for (path, item) in paths.iter_mut() {
+            if !path.starts_with("/api/v1/customers") {
+                continue;
+            }
+            let member = path.ends_with("{id}");
+            for method in [
+                HttpMethod::Get,
+                HttpMethod::Post,
+                HttpMethod::Put,
+                HttpMethod::Patch,
+                HttpMethod::Delete,
+            ] {
+                if let Some(operation) = operation_mut(item, method.clone()) {
+                    conditional_requests(operation, method, member);
+                }
+            }
+        }
         // The collection's twin is a path of its own; a customer's suffix is
         // part of its id. Documenting `{id}.json` as a path of its own would
         // make one customer two resources to a client, and to schemathesis,
@@ -599,6 +619,116 @@ impl Modify for Finish {
             }
             paths.insert("/api/v1/customers.json".to_owned(), item);
         }
+    }
+}
+
+fn etag_header() -> utoipa::openapi::Header {
+    required_header(
+        "The customer's strong entity tag; it changes exactly when the stored customer does.",
+        string_schema(false).pattern(Some(r#"^"[0-9]+-[0-9]+"$"#)),
+    )
+}
+
+fn add_error(operation: &mut Operation, status: u16, error: ApiError, description: &str) {
+    let response = error_response(description, status, error, "");
+    operation
+        .responses
+        .responses
+        .insert(status.to_string(), response.into());
+}
+
+/// Entity tags, `If-Match`, `If-None-Match` and `Idempotency-Key`, which the
+/// handlers read from the header map rather than from typed parameters.
+fn conditional_requests(operation: &mut Operation, method: HttpMethod, member: bool) {
+    let writes = !matches!(method, HttpMethod::Get);
+    // The three request headers are described in prose rather than as
+    // parameters: a generated client or fuzzer that fills them with
+    // arbitrary values turns every request into a precondition failure or a
+    // reused key, which says nothing about the request itself.
+    let mut notes = Vec::new();
+    if writes {
+        notes.push(
+            "`Idempotency-Key` (1 to 255 printable ASCII characters) makes a retry safe: \
+             the same request again with the same key, within 24 hours, gets the first \
+             answer byte for byte with `Idempotent-Replayed: true` and changes nothing; \
+             the key with another request is `422 idempotency_key_reused`, and while the \
+             first is still being carried out, `409 idempotency_key_in_use`.",
+        );
+    }
+    if member && writes {
+        notes.push(
+            "`If-Match` with the customer's `ETag` (or `*`) makes the change only if the \
+             customer is still as the client saw it; otherwise `412 precondition_failed` \
+             and nothing changes.",
+        );
+    }
+    if member && !writes {
+        notes.push(
+            "`If-None-Match` with the customer's `ETag` answers `304` without a body when \
+             the client's copy is current.",
+        );
+    }
+    if !notes.is_empty() {
+        let description = operation.description.get_or_insert_with(String::new);
+        for note in notes {
+            description.push_str("\n\n");
+            description.push_str(note);
+        }
+    }
+
+    for status in ["200", "201"] {
+        if let Some(RefOr::T(ok)) = operation.responses.responses.get_mut(status) {
+            if member || status == "201" {
+                ok.headers.insert("ETag".to_owned(), etag_header().into());
+            }
+        }
+    }
+    if member && !writes {
+        let not_modified = ResponseBuilder::new()
+            .description("The client's copy is current; no body.")
+            .header("ETag", etag_header())
+            .build();
+        operation
+            .responses
+            .responses
+            .insert("304".to_owned(), not_modified.into());
+    }
+    if member && writes {
+        add_error(
+            operation,
+            412,
+            ApiError::PreconditionFailed,
+            "`If-Match` named another version; nothing changed.",
+        );
+    }
+    if writes {
+        add_error(
+            operation,
+            409,
+            ApiError::IdempotencyKeyInUse,
+            "A request with this `Idempotency-Key` is still being carried out.",
+        );
+        // A body-less delete has no other 422; the others document both.
+        let reused = error_response(
+            "The `Idempotency-Key` was used for a different request, or the body \
+             has invalid values (`validation_failed`, listing each field).",
+            422,
+            ApiError::Validation(Default::default()),
+            "",
+        );
+        let mut reused = reused;
+        if let Some(RefOr::T(content)) = reused.content.get_mut("application/json") {
+            content.schema = Some(
+                utoipa::openapi::schema::OneOfBuilder::new()
+                    .item(error_schema(Some("validation_failed"), true))
+                    .item(error_schema(Some("idempotency_key_reused"), false))
+                    .into(),
+            );
+        }
+        operation
+            .responses
+            .responses
+            .insert("422".to_owned(), reused.into());
     }
 }
 
