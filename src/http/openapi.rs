@@ -677,10 +677,10 @@ fn conditional_requests(operation: &mut Operation, method: HttpMethod, member: b
     }
 
     for status in ["200", "201"] {
-        if let Some(RefOr::T(ok)) = operation.responses.responses.get_mut(status) {
-            if member || status == "201" {
-                ok.headers.insert("ETag".to_owned(), etag_header().into());
-            }
+        if let Some(RefOr::T(ok)) = operation.responses.responses.get_mut(status)
+            && (member || status == "201")
+        {
+            ok.headers.insert("ETag".to_owned(), etag_header().into());
         }
     }
     if member && !writes {
