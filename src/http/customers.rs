@@ -19,6 +19,7 @@ use super::error::ApiError;
 use super::openapi::{self, examples};
 use crate::domain::customer::Customer;
 use crate::domain::input::{CustomerPatch, parse_new};
+use crate::domain::search::{self, Filter};
 use crate::domain::time::{now_millis, render};
 use crate::store::{AccountId, Answer, Idempotency, WriteOp, WriteReply, WriteResult};
 
@@ -116,17 +117,10 @@ const NOT_FOUND: ApiError = ApiError::NotFound("Customer not found");
 /// Reads `page` from the query string: optional, a positive integer. Other
 /// parameters are ignored.
 fn page_of(query: Option<&str>) -> Result<u64, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|_| ApiError::BadRequest("the query string is malformed".into()))?;
-    let mut pages = pairs.iter().filter(|(name, _)| name == "page");
-    let Some((_, value)) = pages.next() else {
+    let pairs = query_pairs(query)?;
+    let Some(value) = single(&pairs, "page")? else {
         return Ok(1);
     };
-    if pages.next().is_some() {
-        return Err(ApiError::BadRequest(
-            "page must be given at most once".into(),
-        ));
-    }
     let invalid =
         || ApiError::BadRequest(format!("page must be a positive integer, not {value:?}"));
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
@@ -139,6 +133,58 @@ fn page_of(query: Option<&str>) -> Result<u64, ApiError> {
         Ok(n) => Ok(n),
         Err(_) => Ok(u64::MAX),
     }
+}
+
+fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| ApiError::BadRequest("the query string is malformed".into()))
+}
+
+/// A parameter that may be given at most once.
+fn single<'p>(pairs: &'p [(String, String)], name: &str) -> Result<Option<&'p str>, ApiError> {
+    let mut values = pairs
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must be given at most once"
+        )));
+    }
+    Ok(first)
+}
+
+/// The list's filters: `q` (words that start customers' words), `email`
+/// (exact, without case) and `updated_after` (an ISO 8601 instant with an
+/// offset).
+fn filter_of(query: Option<&str>) -> Result<Filter, ApiError> {
+    let pairs = query_pairs(query)?;
+    let mut filter = Filter {
+        words: single(&pairs, "q")?.map(search::words).unwrap_or_default(),
+        email: single(&pairs, "email")?
+            .map(search::fold_email)
+            .filter(|e| !e.is_empty()),
+        updated_after: None,
+    };
+    filter.words.sort();
+    filter.words.dedup();
+    if let Some(value) = single(&pairs, "updated_after")? {
+        // An unencoded `+` in a query string arrives as a space; no instant
+        // has a space before its offset, so it is read back as the `+`.
+        let value = value.trim();
+        let parsed = value
+            .parse::<jiff::Timestamp>()
+            .or_else(|_| value.replace(' ', "+").parse::<jiff::Timestamp>());
+        let instant = parsed.map_err(|_| {
+            ApiError::BadRequest(format!(
+                "updated_after must be an ISO 8601 instant with an offset, such as \
+                 2026-01-31T12:00:00.000+02:00, not {value:?}"
+            ))
+        })?;
+        filter.updated_after = Some(instant.as_millisecond());
+    }
+    Ok(filter)
 }
 
 /// Reads a customer id from the path, with or without a `.json` suffix. An
@@ -164,7 +210,12 @@ fn id_of(segment: &str) -> Result<i64, ApiError> {
     tag = "customers",
     operation_id = "list_customers",
     security(("Token" = [])),
-    params(("page" = Option<u64>, Query, minimum = 1, description = "The page, 1 by default. A page past the end is empty.", example = 1)),
+    params(
+        ("page" = Option<u64>, Query, minimum = 1, description = "The page, 1 by default. A page past the end is empty.", example = 1),
+        ("q" = Option<String>, Query, description = "Words to find: a customer matches when each word starts one of the words of its first or last name, company, company id, email, phone, city or postcode, ignoring case and accents (`meikalainen` finds `Meikäläinen`).", example = "meik hel"),
+        ("email" = Option<String>, Query, description = "Only the customers with exactly this email, ignoring case.", example = "matti.meikalainen@example.com"),
+        ("updated_after" = Option<String>, Query, format = DateTime, description = "Only the customers changed after this instant (ISO 8601 with an offset), for incremental sync.", example = "2020-08-18T13:12:06.000+03:00"),
+    ),
     responses(
         (status = 200, description = "One page of customers.", body = ListBody, example = examples::customer_list),
         (status = 400, response = openapi::BadRequest),
@@ -180,7 +231,12 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let page = page_of(query.as_deref())?;
-    let found = state.store.list_customers(account, page).await?;
+    let filter = filter_of(query.as_deref())?;
+    let found = if filter.is_empty() {
+        state.store.list_customers(account, page).await?
+    } else {
+        state.store.search_customers(account, &filter, page).await?
+    };
     let body = ListBody {
         has_more: found.has_more,
         data: found

@@ -5,6 +5,7 @@
 pub const SQLITE: &[&str] = &[
     include_str!("migrations/sqlite_0001_init.sql"),
     include_str!("migrations/sqlite_0002_idempotency.sql"),
+    include_str!("migrations/sqlite_0003_search.sql"),
 ];
 
 /// PostgreSQL's migrations; the table `schema_migrations` lists the versions
@@ -12,4 +13,5 @@ pub const SQLITE: &[&str] = &[
 pub const POSTGRES: &[&str] = &[
     include_str!("migrations/postgres_0001_init.sql"),
     include_str!("migrations/postgres_0002_idempotency.sql"),
+    include_str!("migrations/postgres_0003_search.sql"),
 ];

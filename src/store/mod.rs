@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use crate::domain::api_key::KeyDigest;
 use crate::domain::customer::{Customer, CustomerData};
 use crate::domain::input::CustomerPatch;
+use crate::domain::search::Filter;
 
 /// A failure of the store itself; "no such row" is an `Ok(None)`.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +193,15 @@ pub trait Store: Send + Sync + 'static {
     /// Page `page` (1-based) of the account's customers in Finnish
     /// alphabetical order.
     async fn list_customers(&self, account: AccountId, page: u64) -> StoreResult<CustomerPage>;
+
+    /// Page `page` of the account's customers that pass `filter`, in the
+    /// same order as the whole list.
+    async fn search_customers(
+        &self,
+        account: AccountId,
+        filter: &Filter,
+        page: u64,
+    ) -> StoreResult<CustomerPage>;
 
     async fn get_customer(&self, account: AccountId, id: i64) -> StoreResult<Option<Customer>>;
 

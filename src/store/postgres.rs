@@ -31,6 +31,7 @@ use super::{
 use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
 use crate::domain::customer::{Address, Customer, CustomerData, Locale};
+use crate::domain::search::{Filter, SEARCH_VERSION, customer_words, fold_email, prefix_end};
 use crate::domain::sort_key::{COLLATION_VERSION, sort_key};
 
 /// How often, at most, a key's `last_used_at` is written.
@@ -161,6 +162,7 @@ impl PostgresStore {
             .await?;
         }
         refresh_sort_keys(&tx).await?;
+        refresh_search(&tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -263,6 +265,71 @@ async fn refresh_sort_keys(tx: &deadpool_postgres::Transaction<'_>) -> StoreResu
         &[&COLLATION_VERSION],
     )
     .await?;
+    Ok(())
+}
+
+/// Rebuilds the search words of every customer when they were made by other
+/// folding rules than this binary's (or by none, after the migration that
+/// added them).
+async fn refresh_search(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<()> {
+    let stored: Option<String> = tx
+        .query_opt("SELECT value FROM meta WHERE key = 'search_version'", &[])
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    if stored.as_deref() == Some(SEARCH_VERSION) {
+        return Ok(());
+    }
+    tx.batch_execute("LOCK TABLE customers IN EXCLUSIVE MODE; DELETE FROM customer_words")
+        .await?;
+    let select = tx
+        .prepare(&format!(
+            "SELECT {CUSTOMER_COLUMNS}, account_id FROM customers WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .await?;
+    let mut after = 0_i64;
+    loop {
+        let rows = tx.query(&select, &[&after, &REKEY_BATCH]).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get(0)?;
+        for row in &rows {
+            let customer = customer_from_row(row)?;
+            let account = AccountId(row.try_get(15)?);
+            index_words(tx, account, customer.id, &customer.data).await?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('search_version', $1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&SEARCH_VERSION],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes a customer's search words and folded email, replacing old ones.
+async fn index_words(
+    tx: &deadpool_postgres::Transaction<'_>,
+    account: AccountId,
+    id: i64,
+    data: &CustomerData,
+) -> StoreResult<()> {
+    let delete = tx
+        .prepare_cached("DELETE FROM customer_words WHERE customer_id = $1")
+        .await?;
+    tx.execute(&delete, &[&id]).await?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO customer_words (account_id, word, customer_id)
+             SELECT $1, unnest($2::text[]), $3",
+        )
+        .await?;
+    tx.execute(&insert, &[&account.0, &customer_words(data), &id])
+        .await?;
+    let email = tx
+        .prepare_cached("UPDATE customers SET email_folded = $1 WHERE id = $2")
+        .await?;
+    tx.execute(&email, &[&fold_email(&data.email), &id]).await?;
     Ok(())
 }
 
@@ -432,9 +499,11 @@ async fn apply(
     now: i64,
 ) -> StoreResult<WriteResult> {
     match op {
-        WriteOp::Create(data) => insert_customer(tx, account, data, now)
-            .await
-            .map(WriteResult::Created),
+        WriteOp::Create(data) => {
+            let customer = insert_customer(tx, account, data, now).await?;
+            index_words(tx, account, customer.id, &customer.data).await?;
+            Ok(WriteResult::Created(customer))
+        }
         WriteOp::Update {
             id,
             patch,
@@ -454,6 +523,7 @@ async fn apply(
                 return Ok(WriteResult::Unchanged(current));
             }
             update_row(tx, &data, id, now).await?;
+            index_words(tx, account, id, &data).await?;
             Ok(WriteResult::Updated(Customer {
                 id,
                 version: current.version + 1,
@@ -471,6 +541,10 @@ async fn apply(
             }
             let stmt = tx
                 .prepare_cached("DELETE FROM customers WHERE id = $1")
+                .await?;
+            tx.execute(&stmt, &[&id]).await?;
+            let stmt = tx
+                .prepare_cached("DELETE FROM customer_words WHERE customer_id = $1")
                 .await?;
             tx.execute(&stmt, &[&id]).await?;
             // Recorded answers that carry the customer's data go with it.
@@ -718,6 +792,66 @@ impl Store for PostgresStore {
                 let rows = c
                     .query(&stmt, &[&account.0, &(PAGE_SIZE as i64 + 1), &offset])
                     .await?;
+                let mut customers = rows
+                    .iter()
+                    .map(customer_from_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let has_more = customers.len() as u64 > PAGE_SIZE;
+                customers.truncate(PAGE_SIZE as usize);
+                Ok(CustomerPage {
+                    customers,
+                    has_more,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn search_customers(
+        &self,
+        account: AccountId,
+        filter: &Filter,
+        page: u64,
+    ) -> StoreResult<CustomerPage> {
+        let offset = page.saturating_sub(1).saturating_mul(PAGE_SIZE);
+        let Ok(offset) = i64::try_from(offset) else {
+            return Ok(CustomerPage {
+                customers: Vec::new(),
+                has_more: false,
+            });
+        };
+        let filter = filter.clone();
+        self.run(move |c| {
+            Box::pin(async move {
+                let mut sql =
+                    format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE account_id = $1");
+                let ends: Vec<String> = filter.words.iter().map(|w| prefix_end(w)).collect();
+                let limit = PAGE_SIZE as i64 + 1;
+                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&account.0];
+                let mut bind = |sql: &mut String, clause: &str, value| {
+                    params.push(value);
+                    sql.push_str(&clause.replace('#', &format!("${}", params.len())));
+                };
+                for (word, end) in filter.words.iter().zip(&ends) {
+                    bind(
+                        &mut sql,
+                        " AND id IN (SELECT customer_id FROM customer_words \
+                         WHERE account_id = $1 AND word >= #",
+                        word,
+                    );
+                    bind(&mut sql, " AND word < #)", end);
+                }
+                if let Some(email) = &filter.email {
+                    bind(&mut sql, " AND email_folded = #", email);
+                }
+                if let Some(after) = &filter.updated_after {
+                    bind(&mut sql, " AND updated_at > #", after);
+                }
+                bind(&mut sql, " ORDER BY sort_key, id LIMIT #", &limit);
+                bind(&mut sql, " OFFSET #", &offset);
+
+                let stmt = c.prepare_cached(&sql).await?;
+                let rows = c.query(&stmt, &params).await?;
                 let mut customers = rows
                     .iter()
                     .map(customer_from_row)

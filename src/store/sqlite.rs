@@ -25,6 +25,7 @@ use super::{
 use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
 use crate::domain::customer::{Address, Customer, CustomerData, Locale};
+use crate::domain::search::{Filter, SEARCH_VERSION, customer_words, fold_email, prefix_end};
 use crate::domain::sort_key::{COLLATION_VERSION, sort_key};
 
 /// How often, at most, a key's `last_used_at` is written.
@@ -87,6 +88,7 @@ impl SqliteStore {
         configure(&conn, &options).context("failed to configure the SQLite database")?;
         migrate(&mut conn).context("failed to migrate the SQLite database")?;
         refresh_sort_keys(&mut conn).context("failed to recompute the sort keys")?;
+        refresh_search(&mut conn).context("failed to rebuild the search index")?;
 
         let mut readers = Vec::with_capacity(options.readers);
         for _ in 0..options.readers.max(1) {
@@ -228,6 +230,62 @@ fn refresh_sort_keys(conn: &mut Connection) -> rusqlite::Result<()> {
         [COLLATION_VERSION],
     )?;
     tx.commit()
+}
+
+/// Rebuilds the search words of every customer when they were made by other
+/// folding rules than this binary's (or by none, after the migration that
+/// added them).
+fn refresh_search(conn: &mut Connection) -> rusqlite::Result<()> {
+    let stored: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'search_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if stored.as_deref() == Some(SEARCH_VERSION) {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM customer_words", [])?;
+    {
+        let mut select = tx.prepare(&format!(
+            "SELECT {CUSTOMER_COLUMNS}, account_id FROM customers"
+        ))?;
+        let mut rows = select.query([])?;
+        while let Some(row) = rows.next()? {
+            let customer = customer_from_row(row)?;
+            let account = AccountId(row.get(15)?);
+            index_words(&tx, account, customer.id, &customer.data)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('search_version', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [SEARCH_VERSION],
+    )?;
+    tx.commit()
+}
+
+/// Writes a customer's search words and folded email, replacing old ones.
+fn index_words(
+    conn: &Connection,
+    account: AccountId,
+    id: i64,
+    data: &CustomerData,
+) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM customer_words WHERE customer_id = ?1")?
+        .execute([id])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO customer_words (account_id, word, customer_id) VALUES (?1, ?2, ?3)",
+    )?;
+    for word in customer_words(data) {
+        insert.execute(params![account.0, word, id])?;
+    }
+    conn.prepare_cached("UPDATE customers SET email_folded = ?1 WHERE id = ?2")?
+        .execute(params![fold_email(&data.email), id])?;
+    Ok(())
 }
 
 /// The writer thread: batches waiting jobs into one transaction until every
@@ -411,6 +469,7 @@ fn apply(conn: &Connection, account: AccountId, op: WriteOp, now: i64) -> StoreR
                 return Ok(WriteResult::Unchanged(current));
             }
             update_row(conn, &data, id, now)?;
+            index_words(conn, account, id, &data)?;
             Ok(WriteResult::Updated(Customer {
                 id,
                 version: current.version + 1,
@@ -427,6 +486,8 @@ fn apply(conn: &Connection, account: AccountId, op: WriteOp, now: i64) -> StoreR
                 return Ok(WriteResult::PreconditionFailed);
             }
             conn.prepare_cached("DELETE FROM customers WHERE id = ?1")?
+                .execute([id])?;
+            conn.prepare_cached("DELETE FROM customer_words WHERE customer_id = ?1")?
                 .execute([id])?;
             // Recorded answers that carry the customer's data go with it.
             conn.prepare_cached(
@@ -640,6 +701,55 @@ impl Store for SqliteStore {
                     params![account.0, PAGE_SIZE as i64 + 1, offset],
                     customer_from_row,
                 )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let has_more = customers.len() as u64 > PAGE_SIZE;
+            customers.truncate(PAGE_SIZE as usize);
+            Ok(CustomerPage {
+                customers,
+                has_more,
+            })
+        })
+        .await
+    }
+
+    async fn search_customers(
+        &self,
+        account: AccountId,
+        filter: &Filter,
+        page: u64,
+    ) -> StoreResult<CustomerPage> {
+        let offset = page.saturating_sub(1).saturating_mul(PAGE_SIZE);
+        let Ok(offset) = i64::try_from(offset) else {
+            return Ok(CustomerPage {
+                customers: Vec::new(),
+                has_more: false,
+            });
+        };
+        let filter = filter.clone();
+        self.read(move |conn| {
+            use rusqlite::types::Value;
+            let mut sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE account_id = ?1");
+            let mut values = vec![Value::Integer(account.0)];
+            let mut bind = |sql: &mut String, clause: &str, value: Value| {
+                values.push(value);
+                sql.push_str(&clause.replace('#', &format!("?{}", values.len())));
+            };
+            for word in &filter.words {
+                bind(&mut sql, " AND id IN (SELECT customer_id FROM customer_words WHERE account_id = ?1 AND word >= #", Value::Text(word.clone()));
+                bind(&mut sql, " AND word < #)", Value::Text(prefix_end(word)));
+            }
+            if let Some(email) = &filter.email {
+                bind(&mut sql, " AND email_folded = #", Value::Text(email.clone()));
+            }
+            if let Some(after) = filter.updated_after {
+                bind(&mut sql, " AND updated_at > #", Value::Integer(after));
+            }
+            bind(&mut sql, " ORDER BY sort_key, id LIMIT #", Value::Integer(PAGE_SIZE as i64 + 1));
+            bind(&mut sql, " OFFSET #", Value::Integer(offset));
+
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut customers = stmt
+                .query_map(rusqlite::params_from_iter(values), customer_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let has_more = customers.len() as u64 > PAGE_SIZE;
             customers.truncate(PAGE_SIZE as usize);
