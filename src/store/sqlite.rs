@@ -451,7 +451,9 @@ fn insert_account(conn: &Connection, name: &str, now: i64) -> StoreResult<Accoun
 fn apply(conn: &Connection, account: AccountId, op: WriteOp, now: i64) -> StoreResult<WriteResult> {
     match op {
         WriteOp::Create(data) => {
-            insert_customer(conn, account, data, now).map(WriteResult::Created)
+            let customer = insert_customer(conn, account, data, now)?;
+            index_words(conn, account, customer.id, &customer.data)?;
+            Ok(WriteResult::Created(customer))
         }
         WriteOp::Update {
             id,

@@ -12,6 +12,7 @@ mod openapi;
 mod outage;
 mod reference_flow;
 mod retries;
+mod search;
 mod support;
 mod tenancy;
 mod updates;
