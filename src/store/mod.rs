@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
 use crate::domain::customer::{Customer, CustomerData};
 use crate::domain::input::CustomerPatch;
-use crate::domain::search::Filter;
+use crate::domain::search::{Filter, prefix_end};
 
 /// A failure of the store itself; "no such row" is an `Ok(None)`.
 #[derive(Debug, thiserror::Error)]
@@ -318,6 +319,67 @@ pub trait Store: Send + Sync + 'static {
 
 /// One figure a store reports about itself.
 pub type Stat = (&'static str, &'static str, f64);
+
+/// A value bound to a statement that both stores build alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Bound {
+    Int(i64),
+    Text(String),
+}
+
+/// The statement for one page of an account's customers that pass
+/// `filter`, in list order. `placeholder(n)` spells the n-th parameter in
+/// the store's dialect; the first is always the account.
+fn search_statement(
+    columns: &str,
+    account: AccountId,
+    filter: &Filter,
+    offset: i64,
+    placeholder: fn(usize) -> String,
+) -> (String, Vec<Bound>) {
+    let mut sql = format!(
+        "SELECT {columns} FROM customers WHERE account_id = {}",
+        placeholder(1)
+    );
+    let mut values = vec![Bound::Int(account.0)];
+    let mut bind = |sql: &mut String, clause: &str, value: Bound| {
+        values.push(value);
+        sql.push_str(&clause.replace('#', &placeholder(values.len())));
+    };
+    for word in &filter.words {
+        let subquery = format!(
+            " AND id IN (SELECT customer_id FROM customer_words \
+             WHERE account_id = {} AND word >= #",
+            placeholder(1)
+        );
+        bind(&mut sql, &subquery, Bound::Text(word.clone()));
+        bind(&mut sql, " AND word < #)", Bound::Text(prefix_end(word)));
+    }
+    if let Some(email) = &filter.email {
+        bind(
+            &mut sql,
+            " AND email_folded = #",
+            Bound::Text(email.clone()),
+        );
+    }
+    if let Some(after) = filter.updated_after {
+        bind(&mut sql, " AND updated_at > #", Bound::Int(after));
+    }
+    let limit = PAGE_SIZE as i64 + 1;
+    bind(
+        &mut sql,
+        " ORDER BY sort_key, id LIMIT #",
+        Bound::Int(limit),
+    );
+    bind(&mut sql, " OFFSET #", Bound::Int(offset));
+    (sql, values)
+}
+
+/// The offset of a 1-based page, or `None` for a page so far out that it is
+/// past the end of any account.
+fn page_offset(page: u64) -> Option<i64> {
+    i64::try_from(page.saturating_sub(1).saturating_mul(PAGE_SIZE)).ok()
+}
 
 /// Recorded headers as text: a JSON array of `[name, value]` pairs.
 fn encode_headers(headers: &[(String, String)]) -> String {

@@ -31,7 +31,7 @@ use super::{
 use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
 use crate::domain::customer::{Address, Customer, CustomerData, Locale};
-use crate::domain::search::{Filter, SEARCH_VERSION, customer_words, fold_email, prefix_end};
+use crate::domain::search::{Filter, SEARCH_VERSION, customer_words, fold_email};
 use crate::domain::sort_key::{COLLATION_VERSION, sort_key};
 
 /// How often, at most, a key's `last_used_at` is written.
@@ -813,43 +813,25 @@ impl Store for PostgresStore {
         filter: &Filter,
         page: u64,
     ) -> StoreResult<CustomerPage> {
-        let offset = page.saturating_sub(1).saturating_mul(PAGE_SIZE);
-        let Ok(offset) = i64::try_from(offset) else {
+        let Some(offset) = super::page_offset(page) else {
             return Ok(CustomerPage {
                 customers: Vec::new(),
                 has_more: false,
             });
         };
-        let filter = filter.clone();
+        let (sql, bound) =
+            super::search_statement(CUSTOMER_COLUMNS, account, filter, offset, |n| {
+                format!("${n}")
+            });
         self.run(move |c| {
             Box::pin(async move {
-                let mut sql =
-                    format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE account_id = $1");
-                let ends: Vec<String> = filter.words.iter().map(|w| prefix_end(w)).collect();
-                let limit = PAGE_SIZE as i64 + 1;
-                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&account.0];
-                let mut bind = |sql: &mut String, clause: &str, value| {
-                    params.push(value);
-                    sql.push_str(&clause.replace('#', &format!("${}", params.len())));
-                };
-                for (word, end) in filter.words.iter().zip(&ends) {
-                    bind(
-                        &mut sql,
-                        " AND id IN (SELECT customer_id FROM customer_words \
-                         WHERE account_id = $1 AND word >= #",
-                        word,
-                    );
-                    bind(&mut sql, " AND word < #)", end);
-                }
-                if let Some(email) = &filter.email {
-                    bind(&mut sql, " AND email_folded = #", email);
-                }
-                if let Some(after) = &filter.updated_after {
-                    bind(&mut sql, " AND updated_at > #", after);
-                }
-                bind(&mut sql, " ORDER BY sort_key, id LIMIT #", &limit);
-                bind(&mut sql, " OFFSET #", &offset);
-
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = bound
+                    .iter()
+                    .map(|b| match b {
+                        super::Bound::Int(i) => i as &(dyn tokio_postgres::types::ToSql + Sync),
+                        super::Bound::Text(t) => t,
+                    })
+                    .collect();
                 let stmt = c.prepare_cached(&sql).await?;
                 let rows = c.query(&stmt, &params).await?;
                 let mut customers = rows

@@ -25,7 +25,7 @@ use super::{
 use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
 use crate::domain::customer::{Address, Customer, CustomerData, Locale};
-use crate::domain::search::{Filter, SEARCH_VERSION, customer_words, fold_email, prefix_end};
+use crate::domain::search::{Filter, SEARCH_VERSION, customer_words, fold_email};
 use crate::domain::sort_key::{COLLATION_VERSION, sort_key};
 
 /// How often, at most, a key's `last_used_at` is written.
@@ -87,8 +87,8 @@ impl SqliteStore {
             .with_context(|| format!("failed to open the SQLite database {path:?}"))?;
         configure(&conn, &options).context("failed to configure the SQLite database")?;
         migrate(&mut conn).context("failed to migrate the SQLite database")?;
-        refresh_sort_keys(&mut conn).context("failed to recompute the sort keys")?;
-        refresh_search(&mut conn).context("failed to rebuild the search index")?;
+        refresh_derived(&mut conn)
+            .context("failed to recompute the sort keys and the search index")?;
 
         let mut readers = Vec::with_capacity(options.readers);
         for _ in 0..options.readers.max(1) {
@@ -200,71 +200,55 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Recomputes every stored sort key when they were made by other collation
-/// rules than this binary's (or by none, on a new database).
-fn refresh_sort_keys(conn: &mut Connection) -> rusqlite::Result<()> {
-    let stored: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'collation_version'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if stored.as_deref() == Some(COLLATION_VERSION) {
-        return Ok(());
-    }
-
-    let tx = conn.transaction()?;
-    {
-        let mut select = tx.prepare(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers"))?;
-        let mut update = tx.prepare("UPDATE customers SET sort_key = ?1 WHERE id = ?2")?;
-        let mut rows = select.query([])?;
-        while let Some(row) = rows.next()? {
-            let customer = customer_from_row(row)?;
-            update.execute(params![sort_key(&customer.data), customer.id])?;
-        }
-    }
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES ('collation_version', ?1)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [COLLATION_VERSION],
-    )?;
-    tx.commit()
+/// The version a database records for some data it derived, if any.
+fn recorded_version(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
 }
 
-/// Rebuilds the search words of every customer when they were made by other
-/// folding rules than this binary's (or by none, after the migration that
-/// added them).
-fn refresh_search(conn: &mut Connection) -> rusqlite::Result<()> {
-    let stored: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'search_version'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if stored.as_deref() == Some(SEARCH_VERSION) {
+/// Recomputes what the server derives from each customer (the sort key, the
+/// search words) when the stored values were made by other rules than this
+/// binary's, or by none, on a new database or after a migration.
+fn refresh_derived(conn: &mut Connection) -> rusqlite::Result<()> {
+    let keys_stale =
+        recorded_version(conn, "collation_version")?.as_deref() != Some(COLLATION_VERSION);
+    let words_stale = recorded_version(conn, "search_version")?.as_deref() != Some(SEARCH_VERSION);
+    if !keys_stale && !words_stale {
         return Ok(());
     }
+
     let tx = conn.transaction()?;
-    tx.execute("DELETE FROM customer_words", [])?;
+    if words_stale {
+        tx.execute("DELETE FROM customer_words", [])?;
+    }
     {
         let mut select = tx.prepare(&format!(
             "SELECT {CUSTOMER_COLUMNS}, account_id FROM customers"
         ))?;
+        let mut update = tx.prepare("UPDATE customers SET sort_key = ?1 WHERE id = ?2")?;
         let mut rows = select.query([])?;
         while let Some(row) = rows.next()? {
             let customer = customer_from_row(row)?;
-            let account = AccountId(row.get(15)?);
-            index_words(&tx, account, customer.id, &customer.data)
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            if keys_stale {
+                update.execute(params![sort_key(&customer.data), customer.id])?;
+            }
+            if words_stale {
+                let account = AccountId(row.get(15)?);
+                index_words(&tx, account, customer.id, &customer.data)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            }
         }
     }
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES ('search_version', ?1)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [SEARCH_VERSION],
-    )?;
+    for (key, value) in [
+        ("collation_version", COLLATION_VERSION),
+        ("search_version", SEARCH_VERSION),
+    ] {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+    }
     tx.commit()
 }
 
@@ -720,35 +704,22 @@ impl Store for SqliteStore {
         filter: &Filter,
         page: u64,
     ) -> StoreResult<CustomerPage> {
-        let offset = page.saturating_sub(1).saturating_mul(PAGE_SIZE);
-        let Ok(offset) = i64::try_from(offset) else {
+        let Some(offset) = super::page_offset(page) else {
             return Ok(CustomerPage {
                 customers: Vec::new(),
                 has_more: false,
             });
         };
-        let filter = filter.clone();
+        let (sql, bound) =
+            super::search_statement(CUSTOMER_COLUMNS, account, filter, offset, |n| {
+                format!("?{n}")
+            });
         self.read(move |conn| {
             use rusqlite::types::Value;
-            let mut sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE account_id = ?1");
-            let mut values = vec![Value::Integer(account.0)];
-            let mut bind = |sql: &mut String, clause: &str, value: Value| {
-                values.push(value);
-                sql.push_str(&clause.replace('#', &format!("?{}", values.len())));
-            };
-            for word in &filter.words {
-                bind(&mut sql, " AND id IN (SELECT customer_id FROM customer_words WHERE account_id = ?1 AND word >= #", Value::Text(word.clone()));
-                bind(&mut sql, " AND word < #)", Value::Text(prefix_end(word)));
-            }
-            if let Some(email) = &filter.email {
-                bind(&mut sql, " AND email_folded = #", Value::Text(email.clone()));
-            }
-            if let Some(after) = filter.updated_after {
-                bind(&mut sql, " AND updated_at > #", Value::Integer(after));
-            }
-            bind(&mut sql, " ORDER BY sort_key, id LIMIT #", Value::Integer(PAGE_SIZE as i64 + 1));
-            bind(&mut sql, " OFFSET #", Value::Integer(offset));
-
+            let values = bound.into_iter().map(|b| match b {
+                super::Bound::Int(i) => Value::Integer(i),
+                super::Bound::Text(t) => Value::Text(t),
+            });
             let mut stmt = conn.prepare_cached(&sql)?;
             let mut customers = stmt
                 .query_map(rusqlite::params_from_iter(values), customer_from_row)?
