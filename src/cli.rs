@@ -118,11 +118,11 @@ pub struct ServeArgs {
 
     /// Requests one key may make at once (its token bucket); 0 turns rate
     /// limiting off.
-    #[arg(long, env = "REKISTERI_RATE_LIMIT_BURST", default_value_t = 1000)]
+    #[arg(long, env = "REKISTERI_RATE_LIMIT_BURST", default_value_t = 5000)]
     pub rate_limit_burst: u32,
 
     /// Requests per second a key's bucket refills with.
-    #[arg(long, env = "REKISTERI_RATE_LIMIT_PER_SECOND", default_value_t = 100.0)]
+    #[arg(long, env = "REKISTERI_RATE_LIMIT_PER_SECOND", default_value_t = 500.0)]
     pub rate_limit_per_second: f64,
 
     /// Seconds the answer of a request with an Idempotency-Key is kept.

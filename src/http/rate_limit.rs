@@ -20,12 +20,13 @@ pub struct RateLimit {
 }
 
 impl Default for RateLimit {
-    /// Far above what an integration syncing customers needs, low enough to
-    /// stop one runaway client from taking the server.
+    /// Far above what an integration syncing or importing customers one
+    /// request at a time reaches, low enough that one runaway client cannot
+    /// take the whole server.
     fn default() -> Self {
         RateLimit {
-            burst: 1000,
-            per_second: 100.0,
+            burst: 5000,
+            per_second: 500.0,
         }
     }
 }
