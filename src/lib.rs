@@ -3,12 +3,14 @@
 //! The modules, from the inside out:
 //!
 //! - [`domain`]: pure types and rules. The validated customer, the partial
-//!   update and its merge, the Finnish sort key, API keys, timestamps.
+//!   update and its merge, the Finnish sort key, search words, API keys,
+//!   timestamps.
 //! - [`store`]: one interface for everything kept, with two
 //!   implementations: embedded SQLite and PostgreSQL. It speaks domain types
 //!   and owns transactions, migrations and durability.
-//! - [`http`]: routes, the authentication extractor, the one error type and
-//!   its JSON envelope, the request log.
+//! - [`http`]: the route table, authentication and rate limits, the one
+//!   error type and its JSON envelope, entity tags and idempotency keys,
+//!   limits, the request log and metrics, the OpenAPI document and docs page.
 //! - [`app`]: start-up, the first-start key, serving on a given listener,
 //!   graceful shutdown.
 //! - [`cli`]: the `rekisteri` command line.
