@@ -10,6 +10,7 @@ use crate::support::{TestApp, customer};
 on_every_store!(
     another_accounts_customer_answers_exactly_as_a_missing_one_on_every_method,
     another_accounts_customers_never_appear_in_a_list,
+    another_accounts_customers_never_appear_in_a_search,
 );
 
 /// Status and body, the parts a client can tell apart.
@@ -69,4 +70,25 @@ async fn another_accounts_customers_never_appear_in_a_list(app: TestApp) {
         .unwrap();
     assert_eq!(listed, json!({"has_more": false, "data": []}));
     assert_eq!(app.list_all().await.len(), 3);
+}
+
+async fn another_accounts_customers_never_appear_in_a_search(app: TestApp) {
+    let other = app.key_for("other").await;
+    let theirs = app.create(&customer(1)).await;
+    let email = theirs["email"].as_str().unwrap().replace('@', "%40");
+    for query in [
+        "q=meik".to_owned(),
+        format!("email={email}"),
+        "updated_after=2000-01-01T00:00:00Z".to_owned(),
+    ] {
+        let listed: Value = app
+            .request_as(&other, Method::GET, &format!("/api/v1/customers?{query}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed, json!({"has_more": false, "data": []}), "{query}");
+    }
 }
