@@ -158,7 +158,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
-            StoreError::Conflict(detail) | StoreError::Internal(detail) => {
+            StoreError::Conflict(detail)
+            | StoreError::Aborted(detail)
+            | StoreError::Internal(detail) => {
                 ApiError::Internal(detail)
             }
         }

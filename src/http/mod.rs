@@ -4,7 +4,7 @@
 
 mod auth;
 mod body;
-mod customers;
+pub mod customers;
 pub mod error;
 mod metrics;
 mod middleware;

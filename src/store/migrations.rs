@@ -2,8 +2,14 @@
 //! transaction that records it; a schema is never edited by hand.
 
 /// SQLite's migrations; the database's `user_version` counts those applied.
-pub const SQLITE: &[&str] = &[include_str!("migrations/sqlite_0001_init.sql")];
+pub const SQLITE: &[&str] = &[
+    include_str!("migrations/sqlite_0001_init.sql"),
+    include_str!("migrations/sqlite_0002_change_counter.sql"),
+];
 
 /// PostgreSQL's migrations; the table `schema_migrations` lists the versions
 /// applied, the first being 1.
-pub const POSTGRES: &[&str] = &[include_str!("migrations/postgres_0001_init.sql")];
+pub const POSTGRES: &[&str] = &[
+    include_str!("migrations/postgres_0001_init.sql"),
+    include_str!("migrations/postgres_0002_change_counter.sql"),
+];

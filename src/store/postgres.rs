@@ -21,12 +21,15 @@ use deadpool_postgres::{
     Client, GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod,
     Runtime,
 };
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, Row};
 
+use super::paging::{self, PageKey, PageStarts, Position, Start};
 use super::{
-    Account, AccountId, CustomerPage, KeyInfo, NewKey, Stat, Store, StoreError, StoreResult,
-    UpdateOutcome, migrations,
+    Account, AccountId, CustomerPage, ExportBatch, ImportRows, KeyInfo, NewKey, Stat, Store,
+    StoreError, StoreResult, UpdateOutcome, migrations,
 };
 use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
@@ -76,6 +79,7 @@ impl Default for Options {
 pub struct PostgresStore {
     pool: Pool,
     operation_timeout: Duration,
+    pages: PageStarts,
 }
 
 /// The work of one store call on one connection.
@@ -120,6 +124,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             operation_timeout: options.operation_timeout,
+            pages: PageStarts::default(),
         };
         store
             .migrate()
@@ -317,6 +322,57 @@ fn account_from_row(row: &Row) -> StoreResult<Account> {
     })
 }
 
+/// The account's change count and up to `PAGE_SIZE + 1` rows from `start`,
+/// each with its sort key. One statement reads both, so they come from one
+/// snapshot and the count describes those rows.
+async fn read_page(
+    conn: &impl GenericClient,
+    account: AccountId,
+    start: &Start,
+) -> StoreResult<(i64, Vec<(Customer, Vec<u8>)>)> {
+    const VERSION: &str = "WITH v AS (
+            SELECT coalesce(sum(changes), 0)::bigint AS version
+            FROM account_changes WHERE account_id = $1
+        )";
+    let limit = PAGE_SIZE as i64 + 1;
+    let rows = match start {
+        Start::Offset(offset) => {
+            let stmt = conn
+                .prepare_cached(&format!(
+                    "{VERSION} SELECT c.*, v.version FROM v LEFT JOIN LATERAL (
+                        SELECT {CUSTOMER_COLUMNS}, sort_key FROM customers
+                        WHERE account_id = $1 ORDER BY sort_key, id LIMIT $2 OFFSET $3
+                     ) c ON true ORDER BY c.sort_key, c.id"
+                ))
+                .await?;
+            conn.query(&stmt, &[&account.0, &limit, offset]).await?
+        }
+        Start::At(at) => {
+            let stmt = conn
+                .prepare_cached(&format!(
+                    "{VERSION} SELECT c.*, v.version FROM v LEFT JOIN LATERAL (
+                        SELECT {CUSTOMER_COLUMNS}, sort_key FROM customers
+                        WHERE account_id = $1 AND (sort_key, id) >= ($2, $3)
+                        ORDER BY sort_key, id LIMIT $4
+                     ) c ON true ORDER BY c.sort_key, c.id"
+                ))
+                .await?;
+            conn.query(&stmt, &[&account.0, &at.sort_key, &at.id, &limit])
+                .await?
+        }
+    };
+    let mut version = 0;
+    let mut customers = Vec::with_capacity(rows.len());
+    for row in &rows {
+        version = row.try_get(16)?;
+        // An account without customers still yields its count, with nulls.
+        if row.try_get::<_, Option<i64>>(0)?.is_some() {
+            customers.push((customer_from_row(row)?, row.try_get(15)?));
+        }
+    }
+    Ok((version, customers))
+}
+
 async fn fetch_customer(
     conn: &impl GenericClient,
     account: AccountId,
@@ -482,40 +538,21 @@ impl Store for PostgresStore {
     }
 
     async fn list_customers(&self, account: AccountId, page: u64) -> StoreResult<CustomerPage> {
-        let offset = page.saturating_sub(1).saturating_mul(PAGE_SIZE);
-        let Ok(offset) = i64::try_from(offset) else {
-            return Ok(CustomerPage {
-                customers: Vec::new(),
-                has_more: false,
-            });
-        };
-        self.run(move |c| {
-            Box::pin(async move {
-                // Known shortcoming: a deep page skips `offset` index entries,
-                // so walking every page of a large account costs time
-                // quadratic in its size.
-                let stmt = c
-                    .prepare_cached(&format!(
-                        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE account_id = $1
-                         ORDER BY sort_key, id LIMIT $2 OFFSET $3"
-                    ))
-                    .await?;
-                let rows = c
-                    .query(&stmt, &[&account.0, &(PAGE_SIZE as i64 + 1), &offset])
-                    .await?;
-                let mut customers = rows
-                    .iter()
-                    .map(customer_from_row)
-                    .collect::<StoreResult<Vec<_>>>()?;
-                let has_more = customers.len() as u64 > PAGE_SIZE;
-                customers.truncate(PAGE_SIZE as usize);
-                Ok(CustomerPage {
-                    customers,
-                    has_more,
+        let key = PageKey { account, page };
+        let (start, expected) = paging::plan(&self.pages, &key);
+        let (version, rows) = self
+            .run(move |c| {
+                Box::pin(async move {
+                    let (version, rows) = read_page(c, account, &start).await?;
+                    if expected.is_some_and(|v| v != version) {
+                        let offset = Start::Offset(paging::offset_of(page));
+                        return read_page(c, account, &offset).await;
+                    }
+                    Ok((version, rows))
                 })
             })
-        })
-        .await
+            .await?;
+        Ok(paging::finish(&self.pages, &key, version, rows))
     }
 
     async fn get_customer(&self, account: AccountId, id: i64) -> StoreResult<Option<Customer>> {
@@ -647,6 +684,109 @@ impl Store for PostgresStore {
                     .prepare_cached("DELETE FROM customers WHERE id = $1 AND account_id = $2")
                     .await?;
                 Ok(c.execute(&stmt, &[&id, &account.0]).await? > 0)
+            })
+        })
+        .await
+    }
+
+    async fn import_customers(
+        &self,
+        account: AccountId,
+        mut rows: ImportRows,
+        now: i64,
+    ) -> StoreResult<u64> {
+        // No operation timeout: an import takes as long as its rows take to
+        // arrive. The connection is closed rather than reused after a
+        // failure, which may have left it in the middle of a COPY.
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let imported = async {
+            let tx = client.transaction().await?;
+            let sink = tx
+                .copy_in(
+                    "COPY customers (account_id, version, email, customer_locale, firstname,
+                        lastname, company, company_id, street, city, postcode, phone, country,
+                        sort_key, created_at, updated_at)
+                     FROM STDIN BINARY",
+                )
+                .await?;
+            let mut types = vec![Type::INT8, Type::INT8];
+            types.extend([Type::TEXT; 11]);
+            types.extend([Type::BYTEA, Type::INT8, Type::INT8]);
+            let writer = BinaryCopyInWriter::new(sink, &types);
+            let mut writer = std::pin::pin!(writer);
+            while let Some(row) = rows.recv().await {
+                let data = row.map_err(StoreError::Aborted)?;
+                let a = &data.address;
+                writer
+                    .as_mut()
+                    .write(&[
+                        &account.0,
+                        &1_i64,
+                        &data.email,
+                        &data.locale.as_str(),
+                        &a.firstname,
+                        &a.lastname,
+                        &a.company,
+                        &a.company_id,
+                        &a.address,
+                        &a.city,
+                        &a.postcode,
+                        &a.phone,
+                        &a.country,
+                        &sort_key(&data),
+                        &now,
+                        &now,
+                    ])
+                    .await?;
+            }
+            let count = writer.finish().await?;
+            tx.commit().await?;
+            Ok(count)
+        }
+        .await;
+        if imported.is_err() {
+            drop(Object::take(client));
+        }
+        imported
+    }
+
+    async fn export_customers(
+        &self,
+        account: AccountId,
+        after: Option<Position>,
+        limit: usize,
+    ) -> StoreResult<ExportBatch> {
+        let after = after.unwrap_or(Position {
+            sort_key: Vec::new(),
+            id: 0,
+        });
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {CUSTOMER_COLUMNS}, sort_key FROM customers
+                         WHERE account_id = $1 AND (sort_key, id) > ($2, $3)
+                         ORDER BY sort_key, id LIMIT $4"
+                    ))
+                    .await?;
+                let rows = c
+                    .query(&stmt, &[&account.0, &after.sort_key, &after.id, &limit])
+                    .await?;
+                let next = match rows.last() {
+                    Some(last) if rows.len() as i64 == limit => Some(Position {
+                        sort_key: last.try_get(15)?,
+                        id: last.try_get(0)?,
+                    }),
+                    _ => None,
+                };
+                Ok(ExportBatch {
+                    customers: rows
+                        .iter()
+                        .map(customer_from_row)
+                        .collect::<StoreResult<_>>()?,
+                    next,
+                })
             })
         })
         .await

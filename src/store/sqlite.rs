@@ -18,9 +18,10 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{Semaphore, oneshot};
 
+use super::paging::{self, PageKey, PageStarts, Position, Start};
 use super::{
-    Account, AccountId, CustomerPage, KeyInfo, NewKey, Stat, Store, StoreError, StoreResult,
-    UpdateOutcome, migrations,
+    Account, AccountId, CustomerPage, ExportBatch, ImportRows, KeyInfo, NewKey, Stat, Store,
+    StoreError, StoreResult, UpdateOutcome, migrations,
 };
 use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
@@ -72,6 +73,7 @@ pub struct SqliteStore {
     stats: Arc<WriterStats>,
     readers: Arc<Mutex<Vec<Connection>>>,
     reader_slots: Arc<Semaphore>,
+    pages: Arc<PageStarts>,
 }
 
 impl SqliteStore {
@@ -114,6 +116,7 @@ impl SqliteStore {
             stats,
             reader_slots: Arc::new(Semaphore::new(readers.len())),
             readers: Arc::new(Mutex::new(readers)),
+            pages: Arc::new(PageStarts::default()),
         })
     }
 
@@ -333,6 +336,91 @@ fn customer_from_row(row: &Row<'_>) -> rusqlite::Result<Customer> {
     })
 }
 
+/// A customer row followed by its sort key.
+fn customer_and_key(row: &Row<'_>) -> rusqlite::Result<(Customer, Vec<u8>)> {
+    Ok((customer_from_row(row)?, row.get(15)?))
+}
+
+/// The change counter of `account` and up to `PAGE_SIZE + 1` rows from
+/// `start`, read in one snapshot so that the counter describes those rows.
+fn read_page(
+    conn: &Connection,
+    account: AccountId,
+    start: &Start,
+) -> StoreResult<(i64, Vec<(Customer, Vec<u8>)>)> {
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let read = || -> StoreResult<_> {
+        let version: i64 = conn
+            .prepare_cached("SELECT change_counter FROM accounts WHERE id = ?1")?
+            .query_row([account.0], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let limit = PAGE_SIZE as i64 + 1;
+        let rows = match start {
+            Start::Offset(offset) => conn
+                .prepare_cached(&format!(
+                    "SELECT {CUSTOMER_COLUMNS}, sort_key FROM customers WHERE account_id = ?1
+                     ORDER BY sort_key, id LIMIT ?2 OFFSET ?3"
+                ))?
+                .query_map(params![account.0, limit, offset], customer_and_key)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+            Start::At(at) => conn
+                .prepare_cached(&format!(
+                    "SELECT {CUSTOMER_COLUMNS}, sort_key FROM customers
+                     WHERE account_id = ?1 AND (sort_key, id) >= (?2, ?3)
+                     ORDER BY sort_key, id LIMIT ?4"
+                ))?
+                .query_map(
+                    params![account.0, at.sort_key, at.id, limit],
+                    customer_and_key,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+        };
+        Ok((version, rows))
+    };
+    let result = read();
+    // Ends the read transaction whether or not the reads succeeded, so the
+    // connection goes back to the pool clean.
+    let end = conn.prepare_cached("COMMIT")?.execute([]);
+    let result = result?;
+    end?;
+    Ok(result)
+}
+
+/// The page cache an import runs with, in KiB (a negative `cache_size`).
+const IMPORT_CACHE_KIB: i64 = -256 * 1024;
+
+const INSERT_CUSTOMER: &str = "INSERT INTO customers (account_id, version, email,
+        customer_locale, firstname, lastname, company, company_id, street, city, postcode,
+        phone, country, sort_key, created_at, updated_at)
+     VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)";
+
+fn insert_customer(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    account: AccountId,
+    data: &CustomerData,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let a = &data.address;
+    stmt.execute(params![
+        account.0,
+        data.email,
+        data.locale.as_str(),
+        a.firstname,
+        a.lastname,
+        a.company,
+        a.company_id,
+        a.address,
+        a.city,
+        a.postcode,
+        a.phone,
+        a.country,
+        sort_key(data),
+        now,
+    ])?;
+    Ok(())
+}
+
 fn fetch_customer(conn: &Connection, account: AccountId, id: i64) -> StoreResult<Option<Customer>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = ?1 AND account_id = ?2"
@@ -439,33 +527,16 @@ impl Store for SqliteStore {
     }
 
     async fn list_customers(&self, account: AccountId, page: u64) -> StoreResult<CustomerPage> {
-        let offset = page.saturating_sub(1).saturating_mul(PAGE_SIZE);
-        let Ok(offset) = i64::try_from(offset) else {
-            return Ok(CustomerPage {
-                customers: Vec::new(),
-                has_more: false,
-            });
-        };
+        let key = PageKey { account, page };
+        let (start, expected) = paging::plan(&self.pages, &key);
+        let pages = Arc::clone(&self.pages);
         self.read(move |conn| {
-            // Known shortcoming: a deep page skips `offset` index entries, so
-            // walking every page of a large account costs time quadratic in
-            // its size.
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE account_id = ?1
-                 ORDER BY sort_key, id LIMIT ?2 OFFSET ?3"
-            ))?;
-            let mut customers = stmt
-                .query_map(
-                    params![account.0, PAGE_SIZE as i64 + 1, offset],
-                    customer_from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let has_more = customers.len() as u64 > PAGE_SIZE;
-            customers.truncate(PAGE_SIZE as usize);
-            Ok(CustomerPage {
-                customers,
-                has_more,
-            })
+            let (mut version, mut rows) = read_page(conn, account, &start)?;
+            if expected.is_some_and(|v| v != version) {
+                let offset = Start::Offset(paging::offset_of(page));
+                (version, rows) = read_page(conn, account, &offset)?;
+            }
+            Ok(paging::finish(&pages, &key, version, rows))
         })
         .await
     }
@@ -482,29 +553,8 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<Customer> {
         self.write(move |conn| {
-            let a = &data.address;
-            let mut stmt = conn.prepare_cached(
-                "INSERT INTO customers (account_id, version, email, customer_locale,
-                    firstname, lastname, company, company_id, street, city, postcode,
-                    phone, country, sort_key, created_at, updated_at)
-                 VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
-            )?;
-            stmt.execute(params![
-                account.0,
-                data.email,
-                data.locale.as_str(),
-                a.firstname,
-                a.lastname,
-                a.company,
-                a.company_id,
-                a.address,
-                a.city,
-                a.postcode,
-                a.phone,
-                a.country,
-                sort_key(&data),
-                now,
-            ])?;
+            let mut stmt = conn.prepare_cached(INSERT_CUSTOMER)?;
+            insert_customer(&mut stmt, account, &data, now)?;
             Ok(Customer {
                 id: conn.last_insert_rowid(),
                 version: 1,
@@ -572,6 +622,73 @@ impl Store for SqliteStore {
             let mut stmt =
                 conn.prepare_cached("DELETE FROM customers WHERE id = ?1 AND account_id = ?2")?;
             Ok(stmt.execute(params![id, account.0])? > 0)
+        })
+        .await
+    }
+
+    async fn import_customers(
+        &self,
+        account: AccountId,
+        mut rows: ImportRows,
+        now: i64,
+    ) -> StoreResult<u64> {
+        self.write(move |conn| {
+            // A million rows go into the index in sort-key order, which is
+            // not the order they arrive in; a larger page cache for the
+            // import's duration keeps the index's pages from being written
+            // and read back over and over.
+            let cache: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+            conn.pragma_update(None, "cache_size", IMPORT_CACHE_KIB)?;
+            let imported = (|| {
+                let mut stmt = conn.prepare_cached(INSERT_CUSTOMER)?;
+                let mut count = 0_u64;
+                while let Some(row) = rows.blocking_recv() {
+                    let data = row.map_err(StoreError::Aborted)?;
+                    insert_customer(&mut stmt, account, &data, now)?;
+                    count += 1;
+                }
+                Ok(count)
+            })();
+            conn.pragma_update(None, "cache_size", cache)?;
+            imported
+        })
+        .await
+    }
+
+    async fn export_customers(
+        &self,
+        account: AccountId,
+        after: Option<Position>,
+        limit: usize,
+    ) -> StoreResult<ExportBatch> {
+        let after = after.unwrap_or(Position {
+            sort_key: Vec::new(),
+            id: 0,
+        });
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {CUSTOMER_COLUMNS}, sort_key FROM customers
+                 WHERE account_id = ?1 AND (sort_key, id) > (?2, ?3)
+                 ORDER BY sort_key, id LIMIT ?4"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![account.0, after.sort_key, after.id, limit],
+                    customer_and_key,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let next = (rows.len() as i64 == limit)
+                .then(|| rows.last())
+                .flatten()
+                .map(|(c, k)| Position {
+                    sort_key: k.clone(),
+                    id: c.id,
+                });
+            Ok(ExportBatch {
+                customers: rows.into_iter().map(|(c, _)| c).collect(),
+                next,
+            })
         })
         .await
     }
