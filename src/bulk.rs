@@ -234,7 +234,9 @@ pub async fn import(
             reader.finish(outcome)
         })
     };
-    let stored = store.import_customers(account, received, now_millis()).await;
+    let stored = store
+        .import_customers(account, received, now_millis())
+        .await;
     let (rows, rejected) = reader.await.context("the file reader panicked")??;
     progress.finish_and_clear();
     let imported = match stored {
@@ -268,8 +270,9 @@ impl RowReader {
     /// only when the store has stopped taking rows.
     fn row(&mut self, line: u64, body: Result<Value, Vec<Problem>>, raw: RawRow) -> io::Result<()> {
         self.count += 1;
-        if self.count.is_multiple_of(PROGRESS_EVERY) {
-            self.progress.set_position(self.read.load(Ordering::Relaxed));
+        if self.count % PROGRESS_EVERY == 0 {
+            self.progress
+                .set_position(self.read.load(Ordering::Relaxed));
             self.progress.set_message(format!("{} rows", self.count));
         }
         let parsed = body.and_then(|body| parse_new(&body).map_err(problems_of));
@@ -278,9 +281,9 @@ impl RowReader {
                 // Once a row is rejected without skip_invalid nothing will be
                 // stored, so the rest are only checked.
                 if self.skip_invalid || self.rejected.is_empty() {
-                    self.rows.blocking_send(Ok(data)).map_err(|_| {
-                        io::Error::other("the store stopped taking rows")
-                    })?;
+                    self.rows
+                        .blocking_send(Ok(data))
+                        .map_err(|_| io::Error::other("the store stopped taking rows"))?;
                 }
             }
             Err(problems) => self.rejected.push(Rejected {
@@ -401,9 +404,8 @@ enum Column {
 
 impl Column {
     fn named(name: &str) -> anyhow::Result<Column> {
-        if let Some(key) = name.strip_prefix("address.")
-            && let Some(known) = ADDRESS_KEYS.iter().find(|k| **k == key)
-        {
+        let address = name.strip_prefix("address.");
+        if let Some(known) = address.and_then(|key| ADDRESS_KEYS.iter().find(|k| **k == key)) {
             return Ok(Column::Address(known));
         }
         if let Some(known) = TOP_LEVEL_KEYS.iter().find(|k| **k == name) {
@@ -509,9 +511,7 @@ pub async fn export(
     let fetcher = tokio::spawn(async move {
         let mut after = None;
         loop {
-            let batch = store
-                .export_customers(account, after, EXPORT_BATCH)
-                .await?;
+            let batch = store.export_customers(account, after, EXPORT_BATCH).await?;
             let last = batch.next.is_none();
             after = batch.next;
             if batches.send(batch.customers).await.is_err() || last {
@@ -526,7 +526,7 @@ pub async fn export(
             Format::Csv => {
                 let mut w = csv::Writer::from_writer(out);
                 w.write_record(CSV_COLUMNS)?;
-                Sink::Csv(w)
+                Sink::Csv(Box::new(w))
             }
             Format::Jsonl => Sink::Jsonl(out),
         };
@@ -562,7 +562,7 @@ pub async fn export(
 }
 
 enum Sink<W: Write> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Jsonl(W),
 }
 

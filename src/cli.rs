@@ -364,10 +364,7 @@ async fn customers(store: Arc<dyn Store>, command: CustomersCommand) -> anyhow::
                     report.rows
                 );
             }
-            let mut summary = format!(
-                "imported {} customers in {seconds:.1} s",
-                report.imported
-            );
+            let mut summary = format!("imported {} customers in {seconds:.1} s", report.imported);
             if !report.rejected.is_empty() {
                 summary.push_str(&format!("; rejected {} rows", report.rejected.len()));
                 if let Some(path) = rejects.filter(|_| written) {

@@ -160,9 +160,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
             StoreError::Conflict(detail)
             | StoreError::Aborted(detail)
-            | StoreError::Internal(detail) => {
-                ApiError::Internal(detail)
-            }
+            | StoreError::Internal(detail) => ApiError::Internal(detail),
         }
     }
 }

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{AccountId, CustomerPage};
 use crate::domain::PAGE_SIZE;
@@ -24,6 +25,9 @@ pub struct Position {
     pub sort_key: Vec<u8>,
     pub id: i64,
 }
+
+/// The rows read for a page, each with its sort key.
+pub type PageRows = Vec<(Customer, Vec<u8>)>;
 
 /// Where a page's rows start.
 #[derive(Debug, Clone)]
@@ -55,6 +59,9 @@ struct Entry {
 pub struct PageStarts {
     capacity: usize,
     inner: Mutex<Inner>,
+    /// Pages past the first served from a remembered start, and by offset.
+    remembered: AtomicU64,
+    skipped: AtomicU64,
 }
 
 struct Inner {
@@ -79,6 +86,8 @@ impl PageStarts {
                 entries: HashMap::new(),
                 clock: 0,
             }),
+            remembered: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         }
     }
 
@@ -125,6 +134,38 @@ impl PageStarts {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Notes how a page past the first was served: from a remembered start
+    /// or by skipping rows.
+    pub fn served(&self, from_remembered_start: bool) {
+        let counter = if from_remembered_start {
+            &self.remembered
+        } else {
+            &self.skipped
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Figures for `/metrics`.
+    pub fn stats(&self) -> Vec<super::Stat> {
+        vec![
+            (
+                "rekisteri_store_pages_remembered_total",
+                "Pages past the first read from a remembered start.",
+                self.remembered.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "rekisteri_store_pages_skipped_total",
+                "Pages past the first read by skipping the rows before them.",
+                self.skipped.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "rekisteri_store_page_starts",
+                "Page starts remembered at this moment.",
+                self.len() as f64,
+            ),
+        ]
+    }
 }
 
 /// How to read page `page` given what the cache knows: the start to query
@@ -154,16 +195,14 @@ pub fn finish(
     starts: &PageStarts,
     key: &PageKey,
     version: i64,
-    mut rows: Vec<(Customer, Vec<u8>)>,
+    mut rows: PageRows,
 ) -> CustomerPage {
     let page_size = PAGE_SIZE as usize;
     let position = |(customer, sort_key): &(Customer, Vec<u8>)| Position {
         sort_key: sort_key.clone(),
         id: customer.id,
     };
-    if key.page > 1
-        && let Some(first) = rows.first()
-    {
+    if let Some(first) = rows.first().filter(|_| key.page > 1) {
         starts.record(key.clone(), version, position(first));
     }
     if let Some(next) = rows.get(page_size) {

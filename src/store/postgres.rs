@@ -26,7 +26,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, Row};
 
-use super::paging::{self, PageKey, PageStarts, Position, Start};
+use super::paging::{self, PageKey, PageRows, PageStarts, Position, Start};
 use super::{
     Account, AccountId, CustomerPage, ExportBatch, ImportRows, KeyInfo, NewKey, Stat, Store,
     StoreError, StoreResult, UpdateOutcome, migrations,
@@ -329,7 +329,7 @@ async fn read_page(
     conn: &impl GenericClient,
     account: AccountId,
     start: &Start,
-) -> StoreResult<(i64, Vec<(Customer, Vec<u8>)>)> {
+) -> StoreResult<(i64, PageRows)> {
     const VERSION: &str = "WITH v AS (
             SELECT coalesce(sum(changes), 0)::bigint AS version
             FROM account_changes WHERE account_id = $1
@@ -540,18 +540,22 @@ impl Store for PostgresStore {
     async fn list_customers(&self, account: AccountId, page: u64) -> StoreResult<CustomerPage> {
         let key = PageKey { account, page };
         let (start, expected) = paging::plan(&self.pages, &key);
-        let (version, rows) = self
+        let (version, rows, stale) = self
             .run(move |c| {
                 Box::pin(async move {
                     let (version, rows) = read_page(c, account, &start).await?;
                     if expected.is_some_and(|v| v != version) {
                         let offset = Start::Offset(paging::offset_of(page));
-                        return read_page(c, account, &offset).await;
+                        let (version, rows) = read_page(c, account, &offset).await?;
+                        return Ok((version, rows, true));
                     }
-                    Ok((version, rows))
+                    Ok((version, rows, false))
                 })
             })
             .await?;
+        if page > 1 {
+            self.pages.served(expected.is_some() && !stale);
+        }
         Ok(paging::finish(&self.pages, &key, version, rows))
     }
 
@@ -963,7 +967,7 @@ impl Store for PostgresStore {
 
     fn stats(&self) -> Vec<Stat> {
         let status = self.pool.status();
-        vec![
+        let mut stats = vec![
             (
                 "rekisteri_store_pool_connections",
                 "Connections the pool holds open.",
@@ -984,6 +988,8 @@ impl Store for PostgresStore {
                 "The most connections the pool opens.",
                 status.max_size as f64,
             ),
-        ]
+        ];
+        stats.extend(self.pages.stats());
+        stats
     }
 }

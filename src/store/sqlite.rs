@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{Semaphore, oneshot};
 
-use super::paging::{self, PageKey, PageStarts, Position, Start};
+use super::paging::{self, PageKey, PageRows, PageStarts, Position, Start};
 use super::{
     Account, AccountId, CustomerPage, ExportBatch, ImportRows, KeyInfo, NewKey, Stat, Store,
     StoreError, StoreResult, UpdateOutcome, migrations,
@@ -343,11 +343,7 @@ fn customer_and_key(row: &Row<'_>) -> rusqlite::Result<(Customer, Vec<u8>)> {
 
 /// The change counter of `account` and up to `PAGE_SIZE + 1` rows from
 /// `start`, read in one snapshot so that the counter describes those rows.
-fn read_page(
-    conn: &Connection,
-    account: AccountId,
-    start: &Start,
-) -> StoreResult<(i64, Vec<(Customer, Vec<u8>)>)> {
+fn read_page(conn: &Connection, account: AccountId, start: &Start) -> StoreResult<(i64, PageRows)> {
     conn.prepare_cached("BEGIN")?.execute([])?;
     let read = || -> StoreResult<_> {
         let version: i64 = conn
@@ -532,9 +528,13 @@ impl Store for SqliteStore {
         let pages = Arc::clone(&self.pages);
         self.read(move |conn| {
             let (mut version, mut rows) = read_page(conn, account, &start)?;
-            if expected.is_some_and(|v| v != version) {
+            let stale = expected.is_some_and(|v| v != version);
+            if stale {
                 let offset = Start::Offset(paging::offset_of(page));
                 (version, rows) = read_page(conn, account, &offset)?;
+            }
+            if page > 1 {
+                pages.served(expected.is_some() && !stale);
             }
             Ok(paging::finish(&pages, &key, version, rows))
         })
@@ -801,7 +801,7 @@ impl Store for SqliteStore {
     }
 
     fn stats(&self) -> Vec<Stat> {
-        vec![
+        let mut stats = vec![
             (
                 "rekisteri_store_commits_total",
                 "Write transactions committed (each may hold several writes).",
@@ -817,6 +817,8 @@ impl Store for SqliteStore {
                 "Read-only connections free at this moment.",
                 self.reader_slots.available_permits() as f64,
             ),
-        ]
+        ];
+        stats.extend(self.pages.stats());
+        stats
     }
 }

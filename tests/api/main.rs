@@ -2,6 +2,7 @@
 //! talks HTTP to it, once per store.
 
 mod auth;
+mod bulk;
 mod cli;
 mod durability;
 mod hardening;
@@ -9,6 +10,7 @@ mod http_edges;
 mod listing;
 mod multi_server;
 mod outage;
+mod paging;
 mod reference_flow;
 mod support;
 mod tenancy;
