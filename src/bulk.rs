@@ -237,15 +237,19 @@ pub async fn import(
     let stored = store
         .import_customers(account, received, now_millis())
         .await;
-    let (rows, rejected) = reader.await.context("the file reader panicked")??;
+    let read = reader.await.context("the file reader panicked")?;
     progress.finish_and_clear();
-    let imported = match stored {
-        Ok(n) => n,
-        // The reader abandoned the import for its invalid rows, which the
-        // report lists.
-        Err(StoreError::Aborted(_)) if !rejected.is_empty() => 0,
+    // A store that failed by itself says why first: the reader then only
+    // saw that its rows were no longer taken.
+    let stored = match stored {
+        Err(StoreError::Aborted(_)) => None,
         Err(e) => return Err(e).context("the import was not stored"),
+        Ok(n) => Some(n),
     };
+    let (rows, rejected) = read?;
+    // Without a count the reader abandoned the import for the invalid rows
+    // that the report lists.
+    let imported = stored.unwrap_or(0);
     Ok(ImportReport {
         imported,
         rows,

@@ -233,6 +233,23 @@ async fn one_bad_row_imports_nothing_and_names_its_line_and_field(app: TestApp) 
     assert!(err.contains("line 4: colour is not a known field"), "{err}");
     assert!(err.contains("line 4: address is required"), "{err}");
     assert!(app.list_all().await.is_empty());
+
+    // A misspelt column would drop a field from every row: refused at once.
+    let misspelt = dir.path().join("misspelt.csv");
+    std::fs::write(&misspelt, "email,address.frstname\na@example.com,A\n").unwrap();
+    let (ok, _, err) = rekisteri(
+        &app,
+        &[
+            "customers",
+            "import",
+            "--account",
+            "test",
+            path_arg(&misspelt),
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("unknown column \"address.frstname\""), "{err}");
+    assert!(app.list_all().await.is_empty());
 }
 
 async fn skip_invalid_imports_the_rest_and_writes_the_rejects(app: TestApp) {
