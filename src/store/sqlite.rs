@@ -158,7 +158,9 @@ impl SqliteStore {
     /// as [`Self::read`] does. A read from a hot page cache takes tens of
     /// microseconds; handing it to the blocking pool and back cost more than
     /// that in thread wake-ups (under load, half the CPU time was in futex
-    /// calls and context switches).
+    /// calls and context switches). In WAL mode a reader waits for a lock
+    /// only while another process recovers the log after a crash, so the
+    /// calling thread is not held for long.
     async fn read_short<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
