@@ -1,7 +1,8 @@
 //! The command line: parsing, and calling the app or the store. No business
 //! rules live here.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use jiff::Timestamp;
 use tokio::net::TcpListener;
 
 use crate::app;
+use crate::bulk::{self, Format, ImportOptions};
 use crate::domain::api_key::ApiKey;
 use crate::domain::time::now_millis;
 use crate::http::{AppState, RateLimit, Settings};
@@ -84,6 +86,45 @@ pub enum Command {
     Keys(KeysCommand),
     /// Print the OpenAPI document on standard output.
     Openapi,
+    /// Import and export an account's customers in bulk.
+    #[command(subcommand)]
+    Customers(CustomersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomersCommand {
+    /// Import customers from a CSV or JSON Lines file, in one transaction:
+    /// by default every row or, if any is invalid, none.
+    Import {
+        #[arg(long)]
+        account: String,
+        /// The file: CSV with a header row of field names (`address.city`),
+        /// or JSON Lines with one customer object a line.
+        file: PathBuf,
+        /// The file's format; by default its extension's.
+        #[arg(long)]
+        format: Option<Format>,
+        /// Import the valid rows and reject the invalid ones.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Write the rejected rows, with their line numbers and reasons,
+        /// to this file, in the input's format.
+        #[arg(long, requires = "skip_invalid")]
+        rejects: Option<PathBuf>,
+    },
+    /// Export an account's customers in list order, as the API shows them.
+    Export {
+        #[arg(long)]
+        account: String,
+        /// Where to write; standard output when absent or `-`.
+        file: Option<PathBuf>,
+        /// The format; by default the file's extension's, else JSON Lines.
+        #[arg(long)]
+        format: Option<Format>,
+        /// IANA time zone in which timestamps are shown.
+        #[arg(long, env = "REKISTERI_TIMEZONE", default_value = "Europe/Helsinki")]
+        timezone: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -278,12 +319,112 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => unreachable!("answered before the store opens"),
+        Command::Customers(command) => customers(store, command).await,
         Command::Keys(KeysCommand::Revoke { key_id }) => {
             let id = key_to_revoke(&*store, &key_id).await?;
             let revoked = store.revoke_key(id, now_millis()).await?.with_context(|| {
                 format!("no key with the id {key_id:?}; see `rekisteri keys list`")
             })?;
             println!("revoked key {} ({})", revoked.id, revoked.prefix);
+            Ok(())
+        }
+    }
+}
+
+async fn customers(store: Arc<dyn Store>, command: CustomersCommand) -> anyhow::Result<()> {
+    let terminal = std::io::stderr().is_terminal();
+    match command {
+        CustomersCommand::Import {
+            account,
+            file,
+            format,
+            skip_invalid,
+            rejects,
+        } => {
+            let format = format.or_else(|| Format::of_path(&file)).with_context(|| {
+                format!(
+                    "cannot tell the format of {} from its name: give --format csv or jsonl",
+                    file.display()
+                )
+            })?;
+            let account = account_named(&*store, &account).await?;
+            let size = std::fs::metadata(&file).map(|m| m.len()).ok();
+            let progress = bulk::progress_bar(size, terminal);
+            let report = bulk::import(
+                store,
+                account,
+                &file,
+                format,
+                ImportOptions { skip_invalid },
+                progress,
+            )
+            .await?;
+            let written = match &rejects {
+                Some(path) if !report.rejected.is_empty() => {
+                    let header = match format {
+                        Format::Csv => Some(bulk::csv_header(&file)?),
+                        Format::Jsonl => None,
+                    };
+                    bulk::write_rejects(path, format, header.as_deref(), &report.rejected)?;
+                    true
+                }
+                _ => false,
+            };
+            if !written {
+                for rejected in &report.rejected {
+                    eprintln!("{rejected}");
+                }
+            }
+            let seconds = report.elapsed.as_secs_f64();
+            if !skip_invalid && !report.rejected.is_empty() {
+                bail!(
+                    "nothing imported: {} of {} rows are invalid",
+                    report.rejected.len(),
+                    report.rows
+                );
+            }
+            let mut summary = format!("imported {} customers in {seconds:.1} s", report.imported);
+            if !report.rejected.is_empty() {
+                summary.push_str(&format!("; rejected {} rows", report.rejected.len()));
+                if let Some(path) = rejects.filter(|_| written) {
+                    summary.push_str(&format!(", listed in {}", path.display()));
+                }
+            }
+            println!("{summary}");
+            Ok(())
+        }
+        CustomersCommand::Export {
+            account,
+            file,
+            format,
+            timezone,
+        } => {
+            let zone = app::time_zone(&timezone)?;
+            let account = account_named(&*store, &account).await?;
+            let file = bulk::output_path(file);
+            let format = format
+                .or_else(|| file.as_deref().and_then(Format::of_path))
+                .unwrap_or(Format::Jsonl);
+            let out: Box<dyn std::io::Write + Send> = match &file {
+                Some(path) => Box::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout()),
+            };
+            let started = std::time::Instant::now();
+            let progress = bulk::progress_bar(None, terminal);
+            let count = bulk::export(store, account, out, format, zone, progress).await?;
+            // The summary goes to standard error when the customers
+            // themselves are on standard output.
+            let summary = format!(
+                "exported {count} customers in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            match file {
+                Some(_) => println!("{summary}"),
+                None => eprintln!("{summary}"),
+            }
             Ok(())
         }
     }

@@ -13,12 +13,15 @@
 //!   limits, the request log and metrics, the OpenAPI document and docs page.
 //! - [`app`]: start-up, the first-start key, serving on a given listener,
 //!   graceful shutdown.
+//! - [`bulk`]: CSV and JSON Lines import and export, streamed through the
+//!   store's bulk methods and the API's own validation.
 //! - [`cli`]: the `rekisteri` command line.
 //!
 //! Dependencies point inwards: `domain` knows nothing of the others, `store`
 //! only of `domain`, `http` of `domain` and `store`.
 
 pub mod app;
+pub mod bulk;
 pub mod cli;
 pub mod domain;
 pub mod http;

@@ -191,9 +191,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
-            StoreError::Conflict(detail) | StoreError::Internal(detail) => {
-                ApiError::Internal(detail)
-            }
+            StoreError::Conflict(detail)
+            | StoreError::Aborted(detail)
+            | StoreError::Internal(detail) => ApiError::Internal(detail),
         }
     }
 }

@@ -5,7 +5,7 @@
 mod auth;
 mod body;
 mod conditional;
-mod customers;
+pub mod customers;
 pub mod error;
 mod metrics;
 mod middleware;

@@ -6,6 +6,7 @@ pub const SQLITE: &[&str] = &[
     include_str!("migrations/sqlite_0001_init.sql"),
     include_str!("migrations/sqlite_0002_idempotency.sql"),
     include_str!("migrations/sqlite_0003_search.sql"),
+    include_str!("migrations/sqlite_0004_change_counter.sql"),
 ];
 
 /// PostgreSQL's migrations; the table `schema_migrations` lists the versions
@@ -14,4 +15,5 @@ pub const POSTGRES: &[&str] = &[
     include_str!("migrations/postgres_0001_init.sql"),
     include_str!("migrations/postgres_0002_idempotency.sql"),
     include_str!("migrations/postgres_0003_search.sql"),
+    include_str!("migrations/postgres_0004_change_counter.sql"),
 ];

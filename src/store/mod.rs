@@ -6,6 +6,7 @@
 //! change is committed to disk.
 
 mod migrations;
+pub mod paging;
 pub mod postgres;
 pub mod sqlite;
 
@@ -28,6 +29,9 @@ pub enum StoreError {
     /// The request conflicts with what is stored (a duplicate account name).
     #[error("{0}")]
     Conflict(String),
+    /// The caller abandoned a bulk operation; nothing of it was stored.
+    #[error("{0}")]
+    Aborted(String),
     /// Something that should not happen; the details are for the log.
     #[error("internal store error: {0}")]
     Internal(String),
@@ -72,6 +76,20 @@ pub struct CustomerPage {
     pub customers: Vec<Customer>,
     pub has_more: bool,
 }
+
+/// One batch of an export, in list order, and where the next one starts
+/// (after the last customer here), or `None` when this was the last.
+#[derive(Debug, Clone)]
+pub struct ExportBatch {
+    pub customers: Vec<Customer>,
+    pub next: Option<Position>,
+}
+
+pub use paging::Position;
+
+/// What an import reads: each customer to insert, in order, or an `Err` that
+/// abandons the whole import with that reason.
+pub type ImportRows = tokio::sync::mpsc::Receiver<Result<CustomerData, String>>;
 
 /// How an update ended.
 #[derive(Debug, Clone)]
@@ -284,6 +302,26 @@ pub trait Store: Send + Sync + 'static {
             other => Err(unexpected(&other)),
         }
     }
+
+    /// Inserts every customer `rows` yields into the account in one
+    /// transaction, committed once the channel closes: all of them or, on an
+    /// error or an `Err` from the channel, none. Returns how many.
+    async fn import_customers(
+        &self,
+        account: AccountId,
+        rows: ImportRows,
+        now: i64,
+    ) -> StoreResult<u64>;
+
+    /// Up to `limit` customers in list order, from just after `after` (from
+    /// the first when `None`). Each batch is read on its own, so an export
+    /// of an account that changes meanwhile is not one snapshot.
+    async fn export_customers(
+        &self,
+        account: AccountId,
+        after: Option<Position>,
+        limit: usize,
+    ) -> StoreResult<ExportBatch>;
 
     async fn create_account(&self, name: &str, now: i64) -> StoreResult<Account>;
 

@@ -21,12 +21,15 @@ use deadpool_postgres::{
     Client, GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod,
     Runtime, Transaction,
 };
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, Row};
 
+use super::paging::{self, PageKey, PageRows, PageStarts, Position, Start};
 use super::{
-    Account, AccountId, Answer, CustomerPage, Idempotency, KeyInfo, NewKey, Stat, Store,
-    StoreError, StoreResult, WriteOp, WriteReply, WriteResult, migrations,
+    Account, AccountId, Answer, CustomerPage, ExportBatch, Idempotency, ImportRows, KeyInfo,
+    NewKey, Stat, Store, StoreError, StoreResult, WriteOp, WriteReply, WriteResult, migrations,
 };
 use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
@@ -76,6 +79,7 @@ impl Default for Options {
 pub struct PostgresStore {
     pool: Pool,
     operation_timeout: Duration,
+    pages: PageStarts,
 }
 
 /// The work of one store call on one connection.
@@ -120,6 +124,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             operation_timeout: options.operation_timeout,
+            pages: PageStarts::default(),
         };
         store
             .migrate()
@@ -307,6 +312,50 @@ async fn refresh_search(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<
     Ok(())
 }
 
+/// Writes the search words of the customers an import just copied in (those
+/// of the account created at `now` with an id above `before`), a batch at a
+/// time, since ids are only known once the rows are in.
+async fn index_imported(
+    tx: &deadpool_postgres::Transaction<'_>,
+    account: AccountId,
+    before: i64,
+    now: i64,
+) -> StoreResult<()> {
+    let select = tx
+        .prepare(&format!(
+            "SELECT {CUSTOMER_COLUMNS} FROM customers
+             WHERE account_id = $1 AND created_at = $2 AND id > $3 ORDER BY id LIMIT $4"
+        ))
+        .await?;
+    let mut after = before;
+    loop {
+        let rows = tx
+            .query(&select, &[&account.0, &now, &after, &IMPORT_INDEX_BATCH])
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get(0)?;
+        let sink = tx
+            .copy_in("COPY customer_words (account_id, word, customer_id) FROM STDIN BINARY")
+            .await?;
+        let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::INT8]);
+        let mut writer = std::pin::pin!(writer);
+        for row in &rows {
+            let customer = customer_from_row(row)?;
+            for word in customer_words(&customer.data) {
+                writer
+                    .as_mut()
+                    .write(&[&account.0, &word, &customer.id])
+                    .await?;
+            }
+        }
+        writer.finish().await?;
+    }
+    Ok(())
+}
+
+/// How many imported customers are indexed per round trip.
+const IMPORT_INDEX_BATCH: i64 = 10_000;
+
 /// Writes a customer's search words and folded email, replacing old ones.
 async fn index_words(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -381,6 +430,57 @@ fn account_from_row(row: &Row) -> StoreResult<Account> {
         name: row.try_get(1)?,
         created_at: row.try_get(2)?,
     })
+}
+
+/// The account's change count and up to `PAGE_SIZE + 1` rows from `start`,
+/// each with its sort key. One statement reads both, so they come from one
+/// snapshot and the count describes those rows.
+async fn read_page(
+    conn: &impl GenericClient,
+    account: AccountId,
+    start: &Start,
+) -> StoreResult<(i64, PageRows)> {
+    const VERSION: &str = "WITH v AS (
+            SELECT coalesce(sum(changes), 0)::bigint AS version
+            FROM account_changes WHERE account_id = $1
+        )";
+    let limit = PAGE_SIZE as i64 + 1;
+    let rows = match start {
+        Start::Offset(offset) => {
+            let stmt = conn
+                .prepare_cached(&format!(
+                    "{VERSION} SELECT c.*, v.version FROM v LEFT JOIN LATERAL (
+                        SELECT {CUSTOMER_COLUMNS}, sort_key FROM customers
+                        WHERE account_id = $1 ORDER BY sort_key, id LIMIT $2 OFFSET $3
+                     ) c ON true ORDER BY c.sort_key, c.id"
+                ))
+                .await?;
+            conn.query(&stmt, &[&account.0, &limit, offset]).await?
+        }
+        Start::At(at) => {
+            let stmt = conn
+                .prepare_cached(&format!(
+                    "{VERSION} SELECT c.*, v.version FROM v LEFT JOIN LATERAL (
+                        SELECT {CUSTOMER_COLUMNS}, sort_key FROM customers
+                        WHERE account_id = $1 AND (sort_key, id) >= ($2, $3)
+                        ORDER BY sort_key, id LIMIT $4
+                     ) c ON true ORDER BY c.sort_key, c.id"
+                ))
+                .await?;
+            conn.query(&stmt, &[&account.0, &at.sort_key, &at.id, &limit])
+                .await?
+        }
+    };
+    let mut version = 0;
+    let mut customers = Vec::with_capacity(rows.len());
+    for row in &rows {
+        version = row.try_get(16)?;
+        // An account without customers still yields its count, with nulls.
+        if row.try_get::<_, Option<i64>>(0)?.is_some() {
+            customers.push((customer_from_row(row)?, row.try_get(15)?));
+        }
+    }
+    Ok((version, customers))
 }
 
 async fn fetch_customer(
@@ -771,40 +871,25 @@ impl Store for PostgresStore {
     }
 
     async fn list_customers(&self, account: AccountId, page: u64) -> StoreResult<CustomerPage> {
-        let offset = page.saturating_sub(1).saturating_mul(PAGE_SIZE);
-        let Ok(offset) = i64::try_from(offset) else {
-            return Ok(CustomerPage {
-                customers: Vec::new(),
-                has_more: false,
-            });
-        };
-        self.run(move |c| {
-            Box::pin(async move {
-                // Known shortcoming: a deep page skips `offset` index entries,
-                // so walking every page of a large account costs time
-                // quadratic in its size.
-                let stmt = c
-                    .prepare_cached(&format!(
-                        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE account_id = $1
-                         ORDER BY sort_key, id LIMIT $2 OFFSET $3"
-                    ))
-                    .await?;
-                let rows = c
-                    .query(&stmt, &[&account.0, &(PAGE_SIZE as i64 + 1), &offset])
-                    .await?;
-                let mut customers = rows
-                    .iter()
-                    .map(customer_from_row)
-                    .collect::<StoreResult<Vec<_>>>()?;
-                let has_more = customers.len() as u64 > PAGE_SIZE;
-                customers.truncate(PAGE_SIZE as usize);
-                Ok(CustomerPage {
-                    customers,
-                    has_more,
+        let key = PageKey { account, page };
+        let (start, expected) = paging::plan(&self.pages, &key);
+        let (version, rows, stale) = self
+            .run(move |c| {
+                Box::pin(async move {
+                    let (version, rows) = read_page(c, account, &start).await?;
+                    if expected.is_some_and(|v| v != version) {
+                        let offset = Start::Offset(paging::offset_of(page));
+                        let (version, rows) = read_page(c, account, &offset).await?;
+                        return Ok((version, rows, true));
+                    }
+                    Ok((version, rows, false))
                 })
             })
-        })
-        .await
+            .await?;
+        if page > 1 {
+            self.pages.served(expected.is_some() && !stale);
+        }
+        Ok(paging::finish(&self.pages, &key, version, rows))
     }
 
     async fn search_customers(
@@ -915,6 +1000,116 @@ impl Store for PostgresStore {
                     )
                     .await?;
                 Ok(c.execute(&stmt, &[&before]).await?)
+            })
+        })
+        .await
+    }
+
+    async fn import_customers(
+        &self,
+        account: AccountId,
+        mut rows: ImportRows,
+        now: i64,
+    ) -> StoreResult<u64> {
+        // No operation timeout: an import takes as long as its rows take to
+        // arrive. The connection is closed rather than reused after a
+        // failure, which may have left it in the middle of a COPY.
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let imported = async {
+            let tx = client.transaction().await?;
+            // Every id this import draws is above the sequence's value now.
+            let before: i64 = tx
+                .query_one("SELECT coalesce(max(id), 0) FROM customers", &[])
+                .await?
+                .try_get(0)?;
+            let sink = tx
+                .copy_in(
+                    "COPY customers (account_id, version, email, customer_locale, firstname,
+                        lastname, company, company_id, street, city, postcode, phone, country,
+                        sort_key, created_at, updated_at, email_folded)
+                     FROM STDIN BINARY",
+                )
+                .await?;
+            let mut types = vec![Type::INT8, Type::INT8];
+            types.extend([Type::TEXT; 11]);
+            types.extend([Type::BYTEA, Type::INT8, Type::INT8, Type::TEXT]);
+            let writer = BinaryCopyInWriter::new(sink, &types);
+            let mut writer = std::pin::pin!(writer);
+            while let Some(row) = rows.recv().await {
+                let data = row.map_err(StoreError::Aborted)?;
+                let a = &data.address;
+                writer
+                    .as_mut()
+                    .write(&[
+                        &account.0,
+                        &1_i64,
+                        &data.email,
+                        &data.locale.as_str(),
+                        &a.firstname,
+                        &a.lastname,
+                        &a.company,
+                        &a.company_id,
+                        &a.address,
+                        &a.city,
+                        &a.postcode,
+                        &a.phone,
+                        &a.country,
+                        &sort_key(&data),
+                        &now,
+                        &now,
+                        &fold_email(&data.email),
+                    ])
+                    .await?;
+            }
+            let count = writer.finish().await?;
+            index_imported(&tx, account, before, now).await?;
+            tx.commit().await?;
+            Ok(count)
+        }
+        .await;
+        if imported.is_err() {
+            drop(Object::take(client));
+        }
+        imported
+    }
+
+    async fn export_customers(
+        &self,
+        account: AccountId,
+        after: Option<Position>,
+        limit: usize,
+    ) -> StoreResult<ExportBatch> {
+        let after = after.unwrap_or(Position {
+            sort_key: Vec::new(),
+            id: 0,
+        });
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {CUSTOMER_COLUMNS}, sort_key FROM customers
+                         WHERE account_id = $1 AND (sort_key, id) > ($2, $3)
+                         ORDER BY sort_key, id LIMIT $4"
+                    ))
+                    .await?;
+                let rows = c
+                    .query(&stmt, &[&account.0, &after.sort_key, &after.id, &limit])
+                    .await?;
+                let next = match rows.last() {
+                    Some(last) if rows.len() as i64 == limit => Some(Position {
+                        sort_key: last.try_get(15)?,
+                        id: last.try_get(0)?,
+                    }),
+                    _ => None,
+                };
+                Ok(ExportBatch {
+                    customers: rows
+                        .iter()
+                        .map(customer_from_row)
+                        .collect::<StoreResult<_>>()?,
+                    next,
+                })
             })
         })
         .await
@@ -1091,7 +1286,7 @@ impl Store for PostgresStore {
 
     fn stats(&self) -> Vec<Stat> {
         let status = self.pool.status();
-        vec![
+        let mut stats = vec![
             (
                 "rekisteri_store_pool_connections",
                 "Connections the pool holds open.",
@@ -1112,6 +1307,8 @@ impl Store for PostgresStore {
                 "The most connections the pool opens.",
                 status.max_size as f64,
             ),
-        ]
+        ];
+        stats.extend(self.pages.stats());
+        stats
     }
 }

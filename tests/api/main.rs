@@ -2,6 +2,7 @@
 //! talks HTTP to it, once per store.
 
 mod auth;
+mod bulk;
 mod cli;
 mod durability;
 mod hardening;
@@ -10,6 +11,7 @@ mod listing;
 mod multi_server;
 mod openapi;
 mod outage;
+mod paging;
 mod reference_flow;
 mod retries;
 mod search;
