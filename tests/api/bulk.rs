@@ -304,7 +304,42 @@ async fn skip_invalid_imports_the_rest_and_writes_the_rejects(app: TestApp) {
     assert_eq!(&rows[1][7], "XX");
 }
 
+/// Imported customers are found by search like those created one by one,
+/// by name with accents folded and by exact email.
+async fn imported_customers_are_searchable(app: TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("customers.csv");
+    std::fs::write(&file, TRICKY_CSV).unwrap();
+    let (ok, _, err) = rekisteri(
+        &app,
+        &["customers", "import", "--account", "test", path_arg(&file)],
+    );
+    assert!(ok, "{err}");
+    let find = |query: &'static str| {
+        let app = &app;
+        async move {
+            let body: Value = app
+                .get(&format!("/api/v1/customers?{query}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["address"]["lastname"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(find("q=meikalainen").await, ["Meikäläinen"]);
+    assert_eq!(find("q=porssi").await, ["Öhman"]);
+    assert_eq!(find("q=aberg+turku").await, ["Åberg"]);
+    assert_eq!(find("email=MATTI%40EXAMPLE.COM").await, ["Meikäläinen"]);
+}
+
 on_every_store!(
+    imported_customers_are_searchable,
     a_csv_file_round_trips,
     a_json_lines_file_round_trips_as_the_api_shows_customers,
     one_bad_row_imports_nothing_and_names_its_line_and_field,
