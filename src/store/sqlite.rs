@@ -57,7 +57,9 @@ impl Default for Options {
 /// What the writer thread runs for one request: it does its work on the
 /// connection and says whether it succeeded (so its savepoint is kept or
 /// rolled back), and hands back what to do once the commit's fate is known.
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+/// Without a connection (`None`) the job must not do its work: the writer
+/// could not begin the batch's transaction, and the job only reports that.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// Counters the writer thread keeps for `/metrics`.
@@ -139,12 +141,18 @@ impl SqliteStore {
     {
         let (tx, rx) = oneshot::channel();
         self.submit(Box::new(move |conn| {
-            let result = work(conn);
+            let result = match conn {
+                Some(conn) => work(conn),
+                None => Err(StoreError::Unavailable(
+                    "the database is locked by another process".into(),
+                )),
+            };
             let ok = result.is_ok();
             let completion: Completion = Box::new(move |commit| {
-                let answer = match commit {
-                    Ok(()) => result,
-                    Err(e) => Err(StoreError::Internal(format!("commit failed: {e}"))),
+                let answer = match (commit, result) {
+                    (_, Err(e)) => Err(e),
+                    (Ok(()), done) => done,
+                    (Err(e), Ok(_)) => Err(StoreError::Internal(format!("commit failed: {e}"))),
                 };
                 let _ = tx.send(answer);
             });
@@ -389,11 +397,12 @@ impl Drop for SqliteStore {
 fn run_batch(conn: &Connection, batch: Vec<Job>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let message = e.to_string();
+        tracing::warn!(error = %message, jobs = batch.len(), "could not begin a write transaction");
         for job in batch {
             // Without a transaction the job must not run: its work would
-            // commit on its own, outside the batch.
-            drop(job);
-            tracing::error!(error = %message, "could not begin a write transaction");
+            // commit on its own, outside the batch. It answers its caller.
+            let (_, completion) = job(None);
+            completion(Err(message.clone()));
         }
         return;
     }
@@ -403,7 +412,7 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) {
         // Prepared once: parsing these twice a write cost the writer thread,
         // which every write waits for, more than some writes themselves.
         let savepoint = run_cached(conn, "SAVEPOINT job");
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(conn)));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(Some(conn))));
         let (ok, completion) = match outcome {
             Ok(done) => done,
             Err(_) => {
@@ -816,12 +825,13 @@ impl Store for SqliteStore {
             // Nobody waits for this bookkeeping; a failure only means the
             // timestamp is a little older than it could be.
             self.submit(Box::new(move |conn| {
-                let ok = conn
-                    .execute(
+                let ok = conn.is_some_and(|conn| {
+                    conn.execute(
                         "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2",
                         params![now, key_id],
                     )
-                    .is_ok();
+                    .is_ok()
+                });
                 (ok, Box::new(|_| {}))
             }))?;
         }
