@@ -188,21 +188,20 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let _permit = self
-            .reader_slots
-            .acquire()
+        // The permit moves into the blocking task and is released only when
+        // the connection is back in the pool: a request given up on while its
+        // read still runs (a client that hung up) must not let another take
+        // the permit of a connection that is still lent out.
+        let permit = Arc::clone(&self.reader_slots)
+            .acquire_owned()
             .await
             .map_err(|_| StoreError::Internal("the reader pool is closed".into()))?;
         let readers = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
-            // The semaphore guarantees a free connection.
-            let conn = readers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop()
-                .ok_or_else(|| StoreError::Internal("no free reader".into()))?;
+            let conn = Lent::take(&readers)?;
             let result = work(&conn);
-            readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            drop(conn);
+            drop(permit);
             result
         })
         .await
@@ -1148,5 +1147,39 @@ impl Store for SqliteStore {
         ];
         stats.extend(self.pages.stats());
         stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request whose client hung up is dropped while its read still runs
+    /// on a blocking thread; the next read must wait for that connection,
+    /// not find the pool empty.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_given_up_on_keeps_its_connection_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let options = Options {
+            readers: 1,
+            ..Options::default()
+        };
+        let store = SqliteStore::open(path.to_str().unwrap(), options).unwrap();
+        let slow = store.read(|_| {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(30), slow)
+                .await
+                .is_err()
+        );
+        for _ in 0..3 {
+            store
+                .read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+                .await
+                .unwrap();
+        }
     }
 }
