@@ -375,6 +375,11 @@ fn search_statement(
     offset: i64,
     placeholder: fn(usize) -> String,
 ) -> (String, Vec<Bound>) {
+    // Known shortcoming: a word search costs in proportion to the customers
+    // its words match, since they are all fetched and sorted into list order
+    // before the page is cut; a one-letter prefix over a large account is
+    // slow.
+    //
     // With words to match, the matching ids are few next to the account's
     // customers, so they drive the query and are sorted afterwards: the
     // unary plus keeps SQLite from walking the whole account in list order

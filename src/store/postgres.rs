@@ -166,8 +166,7 @@ impl PostgresStore {
             )
             .await?;
         }
-        refresh_sort_keys(&tx).await?;
-        refresh_search(&tx).await?;
+        refresh_derived(&tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -217,30 +216,42 @@ impl Drop for Checkout {
     }
 }
 
-/// Recomputes every stored sort key when they were made by other collation
-/// rules than this binary's (or by none, on a new database).
-///
-/// Known shortcoming: a server still running an older binary beside this one
-/// keeps writing keys by the older rules until it is upgraded too.
-async fn refresh_sort_keys(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<()> {
-    let stored: Option<String> = tx
-        .query_opt(
-            "SELECT value FROM meta WHERE key = 'collation_version'",
-            &[],
-        )
+/// The version a database records for some data it derived, if any.
+async fn recorded_version(
+    tx: &deadpool_postgres::Transaction<'_>,
+    key: &str,
+) -> StoreResult<Option<String>> {
+    Ok(tx
+        .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
         .await?
         .map(|r| r.try_get(0))
-        .transpose()?;
-    if stored.as_deref() == Some(COLLATION_VERSION) {
+        .transpose()?)
+}
+
+/// Recomputes what the server derives from each customer (the sort key, the
+/// search words) when the stored values were made by other rules than this
+/// binary's, or by none, on a new database or after a migration.
+///
+/// Known shortcoming: a server still running an older binary beside this one
+/// keeps writing keys and words by the older rules until it is upgraded too.
+async fn refresh_derived(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<()> {
+    let keys_stale =
+        recorded_version(tx, "collation_version").await?.as_deref() != Some(COLLATION_VERSION);
+    let words_stale =
+        recorded_version(tx, "search_version").await?.as_deref() != Some(SEARCH_VERSION);
+    if !keys_stale && !words_stale {
         return Ok(());
     }
 
-    // Writers wait until every key is new; readers go on meanwhile.
+    // Writers wait until everything is new; readers go on meanwhile.
     tx.batch_execute("LOCK TABLE customers IN EXCLUSIVE MODE")
         .await?;
+    if words_stale {
+        tx.batch_execute("DELETE FROM customer_words").await?;
+    }
     let select = tx
         .prepare(&format!(
-            "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2"
+            "SELECT {CUSTOMER_COLUMNS}, account_id FROM customers WHERE id > $1 ORDER BY id LIMIT $2"
         ))
         .await?;
     let update = tx
@@ -259,56 +270,28 @@ async fn refresh_sort_keys(tx: &deadpool_postgres::Transaction<'_>) -> StoreResu
         let mut keys = Vec::with_capacity(rows.len());
         for row in &rows {
             let customer = customer_from_row(row)?;
+            if words_stale {
+                let account = AccountId(row.try_get(15)?);
+                index_words(tx, account, customer.id, &customer.data).await?;
+            }
             ids.push(customer.id);
             keys.push(sort_key(&customer.data));
         }
-        tx.execute(&update, &[&ids, &keys]).await?;
-    }
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES ('collation_version', $1)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        &[&COLLATION_VERSION],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Rebuilds the search words of every customer when they were made by other
-/// folding rules than this binary's (or by none, after the migration that
-/// added them).
-async fn refresh_search(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<()> {
-    let stored: Option<String> = tx
-        .query_opt("SELECT value FROM meta WHERE key = 'search_version'", &[])
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
-    if stored.as_deref() == Some(SEARCH_VERSION) {
-        return Ok(());
-    }
-    tx.batch_execute("LOCK TABLE customers IN EXCLUSIVE MODE; DELETE FROM customer_words")
-        .await?;
-    let select = tx
-        .prepare(&format!(
-            "SELECT {CUSTOMER_COLUMNS}, account_id FROM customers WHERE id > $1 ORDER BY id LIMIT $2"
-        ))
-        .await?;
-    let mut after = 0_i64;
-    loop {
-        let rows = tx.query(&select, &[&after, &REKEY_BATCH]).await?;
-        let Some(last) = rows.last() else { break };
-        after = last.try_get(0)?;
-        for row in &rows {
-            let customer = customer_from_row(row)?;
-            let account = AccountId(row.try_get(15)?);
-            index_words(tx, account, customer.id, &customer.data).await?;
+        if keys_stale {
+            tx.execute(&update, &[&ids, &keys]).await?;
         }
     }
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES ('search_version', $1)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        &[&SEARCH_VERSION],
-    )
-    .await?;
+    for (key, value) in [
+        ("collation_version", COLLATION_VERSION),
+        ("search_version", SEARCH_VERSION),
+    ] {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&key, &value],
+        )
+        .await?;
+    }
     Ok(())
 }
 

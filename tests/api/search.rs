@@ -262,3 +262,31 @@ async fn the_search_index_is_rebuilt_at_start_when_its_version_differs() {
     assert_eq!(ids(&app, "q=rasanen").await, [id]);
     assert_eq!(ids(&app, "email=R%40EXAMPLE.COM").await, [id]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_index_is_rebuilt_at_start_on_postgres_too() {
+    let Some(mut app) = TestApp::start(crate::support::Backend::Postgres).await else {
+        return crate::support::postgres::skipped("the_search_index_is_rebuilt_at_start");
+    };
+    let id = app.create(&named("Räsänen", "Riku", "r@example.com")).await["id"]
+        .as_i64()
+        .unwrap();
+    let (client, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(
+            "DELETE FROM customer_words; UPDATE customers SET email_folded = '';
+             DELETE FROM meta WHERE key = 'search_version';",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let _ = driver.await;
+    assert!(ids(&app, "q=rasanen").await.is_empty());
+
+    app.restart().await;
+    assert_eq!(ids(&app, "q=rasanen").await, [id]);
+    assert_eq!(ids(&app, "email=R%40EXAMPLE.COM").await, [id]);
+}
