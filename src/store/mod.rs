@@ -91,16 +91,6 @@ pub use paging::Position;
 /// abandons the whole import with that reason.
 pub type ImportRows = tokio::sync::mpsc::Receiver<Result<CustomerData, String>>;
 
-/// How an update ended.
-#[derive(Debug, Clone)]
-pub enum UpdateOutcome {
-    /// The patch changed a value; version and `updated_at` moved.
-    Updated(Customer),
-    /// The patch left every value as it was; nothing was written.
-    Unchanged(Customer),
-    NotFound,
-}
-
 /// A condition on the stored customer, from `If-Match`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precondition {
@@ -240,6 +230,7 @@ pub trait Store: Send + Sync + 'static {
     /// returns how many went.
     async fn purge_idempotency(&self, before: i64) -> StoreResult<u64>;
 
+    /// A plain create, without a key or a condition, for tools and tests.
     async fn create_customer(
         &self,
         account: AccountId,
@@ -254,51 +245,6 @@ pub trait Store: Send + Sync + 'static {
         };
         match *result {
             WriteResult::Created(customer) => Ok(customer),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Reads, merges and writes in one transaction, so concurrent updates of
-    /// different fields all survive.
-    async fn update_customer(
-        &self,
-        account: AccountId,
-        id: i64,
-        patch: CustomerPatch,
-        now: i64,
-    ) -> StoreResult<UpdateOutcome> {
-        let op = WriteOp::Update {
-            id,
-            patch,
-            precondition: None,
-        };
-        let WriteReply::Done(result) = self.write(account, op, now, None).await? else {
-            return Err(StoreError::Internal(
-                "a write without a key was recorded".into(),
-            ));
-        };
-        match *result {
-            WriteResult::Updated(c) => Ok(UpdateOutcome::Updated(c)),
-            WriteResult::Unchanged(c) => Ok(UpdateOutcome::Unchanged(c)),
-            WriteResult::NotFound => Ok(UpdateOutcome::NotFound),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Whether a customer was there to delete.
-    async fn delete_customer(&self, account: AccountId, id: i64, now: i64) -> StoreResult<bool> {
-        let op = WriteOp::Delete {
-            id,
-            precondition: None,
-        };
-        let WriteReply::Done(result) = self.write(account, op, now, None).await? else {
-            return Err(StoreError::Internal(
-                "a write without a key was recorded".into(),
-            ));
-        };
-        match *result {
-            WriteResult::Deleted => Ok(true),
-            WriteResult::NotFound => Ok(false),
             other => Err(unexpected(&other)),
         }
     }

@@ -261,6 +261,9 @@ async fn refresh_derived(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult
              WHERE c.id = v.id",
         )
         .await?;
+    let fold = tx
+        .prepare("UPDATE customers SET email_folded = $1 WHERE id = $2")
+        .await?;
     let mut after = 0_i64;
     loop {
         let rows = tx.query(&select, &[&after, &REKEY_BATCH]).await?;
@@ -272,7 +275,9 @@ async fn refresh_derived(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult
             let customer = customer_from_row(row)?;
             if words_stale {
                 let account = AccountId(row.try_get(15)?);
-                index_words(tx, account, customer.id, &customer.data).await?;
+                insert_words(tx, account, customer.id, &customer.data).await?;
+                tx.execute(&fold, &[&fold_email(&customer.data.email), &customer.id])
+                    .await?;
             }
             ids.push(customer.id);
             keys.push(sort_key(&customer.data));
@@ -339,17 +344,13 @@ async fn index_imported(
 /// How many imported customers are indexed per round trip.
 const IMPORT_INDEX_BATCH: i64 = 10_000;
 
-/// Writes a customer's search words and folded email, replacing old ones.
-async fn index_words(
+/// Writes a new customer's search words.
+async fn insert_words(
     tx: &deadpool_postgres::Transaction<'_>,
     account: AccountId,
     id: i64,
     data: &CustomerData,
 ) -> StoreResult<()> {
-    let delete = tx
-        .prepare_cached("DELETE FROM customer_words WHERE customer_id = $1")
-        .await?;
-    tx.execute(&delete, &[&id]).await?;
     let insert = tx
         .prepare_cached(
             "INSERT INTO customer_words (account_id, word, customer_id)
@@ -358,10 +359,6 @@ async fn index_words(
         .await?;
     tx.execute(&insert, &[&account.0, &customer_words(data), &id])
         .await?;
-    let email = tx
-        .prepare_cached("UPDATE customers SET email_folded = $1 WHERE id = $2")
-        .await?;
-    tx.execute(&email, &[&fold_email(&data.email), &id]).await?;
     Ok(())
 }
 
@@ -584,7 +581,7 @@ async fn apply(
     match op {
         WriteOp::Create(data) => {
             let customer = insert_customer(tx, account, data, now).await?;
-            index_words(tx, account, customer.id, &customer.data).await?;
+            insert_words(tx, account, customer.id, &customer.data).await?;
             Ok(WriteResult::Created(customer))
         }
         WriteOp::Update {
@@ -606,7 +603,11 @@ async fn apply(
                 return Ok(WriteResult::Unchanged(current));
             }
             update_row(tx, &data, id, now).await?;
-            index_words(tx, account, id, &data).await?;
+            let delete = tx
+                .prepare_cached("DELETE FROM customer_words WHERE customer_id = $1")
+                .await?;
+            tx.execute(&delete, &[&id]).await?;
+            insert_words(tx, account, id, &data).await?;
             Ok(WriteResult::Updated(Customer {
                 id,
                 version: current.version + 1,
@@ -652,8 +653,8 @@ async fn insert_customer(
         .prepare_cached(
             "INSERT INTO customers (account_id, version, email, customer_locale,
                 firstname, lastname, company, company_id, street, city, postcode,
-                phone, country, sort_key, created_at, updated_at)
-             VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+                phone, country, sort_key, created_at, updated_at, email_folded)
+             VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)
              RETURNING id",
         )
         .await?;
@@ -676,6 +677,7 @@ async fn insert_customer(
                 &a.country,
                 &sort_key(&data),
                 &now,
+                &fold_email(&data.email),
             ],
         )
         .await?;
@@ -699,7 +701,7 @@ async fn update_row(
             "UPDATE customers SET version = version + 1, email = $1,
                 customer_locale = $2, firstname = $3, lastname = $4, company = $5,
                 company_id = $6, street = $7, city = $8, postcode = $9, phone = $10,
-                country = $11, sort_key = $12, updated_at = $13
+                country = $11, sort_key = $12, updated_at = $13, email_folded = $15
              WHERE id = $14",
         )
         .await?;
@@ -721,6 +723,7 @@ async fn update_row(
             &sort_key(data),
             &now,
             &id,
+            &fold_email(&data.email),
         ],
     )
     .await?;

@@ -315,6 +315,7 @@ fn refresh_derived(conn: &mut Connection) -> rusqlite::Result<()> {
             "SELECT {CUSTOMER_COLUMNS}, account_id FROM customers"
         ))?;
         let mut update = tx.prepare("UPDATE customers SET sort_key = ?1 WHERE id = ?2")?;
+        let mut fold = tx.prepare("UPDATE customers SET email_folded = ?1 WHERE id = ?2")?;
         let mut rows = select.query([])?;
         while let Some(row) = rows.next()? {
             let customer = customer_from_row(row)?;
@@ -323,8 +324,10 @@ fn refresh_derived(conn: &mut Connection) -> rusqlite::Result<()> {
             }
             if words_stale {
                 let account = AccountId(row.get(15)?);
-                index_words(&tx, account, customer.id, &customer.data)
+                let mut words = words_of(customer.id, &customer.data);
+                insert_words(&tx, account, &mut words)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                fold.execute(params![fold_email(&customer.data.email), customer.id])?;
             }
         }
     }
@@ -341,24 +344,9 @@ fn refresh_derived(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// Writes a customer's search words and folded email, replacing old ones.
-fn index_words(
-    conn: &Connection,
-    account: AccountId,
-    id: i64,
-    data: &CustomerData,
-) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM customer_words WHERE customer_id = ?1")?
-        .execute([id])?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO customer_words (account_id, word, customer_id) VALUES (?1, ?2, ?3)",
-    )?;
-    for word in customer_words(data) {
-        insert.execute(params![account.0, word, id])?;
-    }
-    conn.prepare_cached("UPDATE customers SET email_folded = ?1 WHERE id = ?2")?
-        .execute(params![fold_email(&data.email), id])?;
-    Ok(())
+/// A customer's search words, each with the customer's id.
+fn words_of(id: i64, data: &CustomerData) -> Vec<(String, i64)> {
+    customer_words(data).into_iter().map(|w| (w, id)).collect()
 }
 
 /// The writer thread: batches waiting jobs into one transaction until every
@@ -531,8 +519,8 @@ const INSERT_CUSTOMER: &str = "INSERT INTO customers (account_id, version, email
 /// How many search words an import holds before it writes them, sorted.
 const IMPORT_WORD_BATCH: usize = 1_000_000;
 
-/// Writes search words of newly imported customers in index order: sorted,
-/// they land on neighbouring pages instead of all over the index.
+/// Writes search words of new customers in index order: sorted, an
+/// import's words land on neighbouring pages instead of all over the index.
 fn insert_words(
     conn: &Connection,
     account: AccountId,
@@ -663,7 +651,9 @@ fn apply(
                 return Ok(WriteResult::Unchanged(current));
             }
             update_row(conn, &data, id, now)?;
-            index_words(conn, account, id, &data)?;
+            conn.prepare_cached("DELETE FROM customer_words WHERE customer_id = ?1")?
+                .execute([id])?;
+            insert_words(conn, account, &mut words_of(id, &data))?;
             Ok(WriteResult::Updated(Customer {
                 id,
                 version: current.version + 1,
@@ -704,7 +694,7 @@ fn create_row(
     let mut stmt = conn.prepare_cached(INSERT_CUSTOMER)?;
     insert_customer(&mut stmt, account, &data, key, now)?;
     let id = conn.last_insert_rowid();
-    index_words(conn, account, id, &data)?;
+    insert_words(conn, account, &mut words_of(id, &data))?;
     Ok(Customer {
         id,
         version: 1,
@@ -720,7 +710,7 @@ fn update_row(conn: &Connection, data: &CustomerData, id: i64, now: i64) -> Stor
         "UPDATE customers SET version = version + 1, email = ?1, customer_locale = ?2,
             firstname = ?3, lastname = ?4, company = ?5, company_id = ?6, street = ?7,
             city = ?8, postcode = ?9, phone = ?10, country = ?11, sort_key = ?12,
-            updated_at = ?13
+            updated_at = ?13, email_folded = ?15
          WHERE id = ?14",
     )?;
     stmt.execute(params![
@@ -738,6 +728,7 @@ fn update_row(conn: &Connection, data: &CustomerData, id: i64, now: i64) -> Stor
         sort_key(data),
         now,
         id,
+        fold_email(&data.email),
     ])?;
     Ok(())
 }
@@ -993,8 +984,7 @@ impl Store for SqliteStore {
                 while let Some(row) = rows.blocking_recv() {
                     let data = row.map_err(StoreError::Aborted)?;
                     insert_customer(&mut stmt, account, &data, &sort_key(&data), now)?;
-                    let id = conn.last_insert_rowid();
-                    words.extend(customer_words(&data).into_iter().map(|w| (w, id)));
+                    words.extend(words_of(conn.last_insert_rowid(), &data));
                     if words.len() >= IMPORT_WORD_BATCH {
                         insert_words(conn, account, &mut words)?;
                     }
