@@ -56,9 +56,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let purge = tokio::spawn(purge_expired_answers(
+    let purge = tokio::spawn(purge_expired(
         Arc::clone(&state.store),
         state.settings.idempotency_ttl,
+        state.settings.session_idle,
+        state.settings.session_lifetime,
     ));
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
@@ -67,21 +69,41 @@ pub async fn serve(
     served
 }
 
-/// Removes expired idempotency records once a minute, in small batches,
-/// beside the requests rather than in their way. Expired records are
-/// already ignored by lookups; this only reclaims their space.
-async fn purge_expired_answers(store: Arc<dyn Store>, ttl: std::time::Duration) {
-    let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+/// Removes expired idempotency records and dashboard sessions once a
+/// minute, in small batches, beside the requests rather than in their way.
+/// Lookups already ignore what has expired; this only reclaims its space.
+async fn purge_expired(
+    store: Arc<dyn Store>,
+    ttl: std::time::Duration,
+    idle: std::time::Duration,
+    lifetime: std::time::Duration,
+) {
+    let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         every_minute.tick().await;
-        let before = now_millis().saturating_sub(ttl);
+        let now = now_millis();
+        let before = now.saturating_sub(millis(ttl));
         loop {
             match store.purge_idempotency(before).await {
                 Ok(n) if n >= 1000 => tokio::task::yield_now().await,
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not purge expired idempotency records");
+                    break;
+                }
+            }
+        }
+        let cutoffs = crate::store::SessionCutoffs {
+            idle_before: now.saturating_sub(millis(idle)),
+            created_before: now.saturating_sub(millis(lifetime)),
+        };
+        loop {
+            match store.purge_sessions(cutoffs).await {
+                Ok(n) if n >= 1000 => tokio::task::yield_now().await,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not purge expired dashboard sessions");
                     break;
                 }
             }

@@ -174,6 +174,24 @@ pub struct ServeArgs {
     )]
     pub idempotency_ttl_secs: f64,
 
+    /// Minutes a dashboard session may go unused before it ends.
+    #[arg(long, env = "REKISTERI_SESSION_IDLE_MINUTES", default_value_t = 30.0)]
+    pub session_idle_minutes: f64,
+
+    /// Hours after signing in that a dashboard session ends, however busy.
+    #[arg(long, env = "REKISTERI_SESSION_LIFETIME_HOURS", default_value_t = 12.0)]
+    pub session_lifetime_hours: f64,
+
+    /// Believe `X-Forwarded-Proto: https` from a TLS-terminating proxy in
+    /// front, and mark the dashboard's cookies `Secure`. Only set this when
+    /// every request comes through such a proxy.
+    #[arg(long, env = "REKISTERI_TRUST_FORWARDED_PROTO")]
+    pub trust_forwarded_proto: bool,
+
+    /// The largest file the dashboard's import accepts, in bytes.
+    #[arg(long, env = "REKISTERI_MAX_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+
     /// Seconds that requests in flight at shutdown get to finish.
     #[arg(long, env = "REKISTERI_SHUTDOWN_GRACE_SECS", default_value_t = 20.0)]
     pub shutdown_grace_secs: f64,
@@ -223,6 +241,13 @@ impl ServeArgs {
             rate_limit,
             metrics_on_api: self.metrics_listen.is_none(),
             idempotency_ttl: seconds("--idempotency-ttl-secs", self.idempotency_ttl_secs)?,
+            session_idle: seconds("--session-idle-minutes", self.session_idle_minutes * 60.0)?,
+            session_lifetime: seconds(
+                "--session-lifetime-hours",
+                self.session_lifetime_hours * 3600.0,
+            )?,
+            trust_forwarded_proto: self.trust_forwarded_proto,
+            max_upload_bytes: self.max_upload_bytes,
         })
     }
 }

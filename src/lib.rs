@@ -11,6 +11,8 @@
 //! - [`http`]: the route table, authentication and rate limits, the one
 //!   error type and its JSON envelope, entity tags and idempotency keys,
 //!   limits, the request log and metrics, the OpenAPI document and docs page.
+//! - [`dashboard`]: the merchants' web pages under `/app`, with sessions
+//!   signed in by API key; the same store calls and validation as the API.
 //! - [`app`]: start-up, the first-start key, serving on a given listener,
 //!   graceful shutdown.
 //! - [`bulk`]: CSV and JSON Lines import and export, streamed through the
@@ -23,6 +25,7 @@
 pub mod app;
 pub mod bulk;
 pub mod cli;
+pub mod dashboard;
 pub mod domain;
 pub mod http;
 pub mod store;

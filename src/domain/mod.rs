@@ -4,6 +4,7 @@ pub mod api_key;
 pub mod customer;
 pub mod input;
 pub mod search;
+pub mod session;
 pub mod sort_key;
 #[cfg(test)]
 pub mod testgen;

@@ -154,11 +154,14 @@ pub async fn limit_time(State(state): State<AppState>, request: Request, next: N
 pub async fn envelope_bare_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
+    // The dashboard's error pages are HTML of their own.
+    let has_own_body = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || has_own_body {
         return response;
     }
 

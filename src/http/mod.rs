@@ -52,6 +52,15 @@ pub struct Settings {
     pub metrics_on_api: bool,
     /// How long the answer of a request with an `Idempotency-Key` is kept.
     pub idempotency_ttl: Duration,
+    /// How long a dashboard session may go unused.
+    pub session_idle: Duration,
+    /// How long a dashboard session lasts at most.
+    pub session_lifetime: Duration,
+    /// Whether `X-Forwarded-Proto` comes from a proxy we trust, so that
+    /// `https` there makes the dashboard's cookies `Secure`.
+    pub trust_forwarded_proto: bool,
+    /// The largest file the dashboard's import accepts.
+    pub max_upload_bytes: usize,
 }
 
 impl Default for Settings {
@@ -64,6 +73,10 @@ impl Default for Settings {
             rate_limit: Some(RateLimit::default()),
             metrics_on_api: true,
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            session_idle: Duration::from_secs(30 * 60),
+            session_lifetime: Duration::from_secs(12 * 60 * 60),
+            trust_forwarded_proto: false,
+            max_upload_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -108,7 +121,9 @@ pub fn router(state: AppState) -> Router {
         open = open.route("/metrics", get(metrics));
     }
 
+    let dashboard = crate::dashboard::router(state.settings.max_upload_bytes);
     api.merge(open)
+        .nest("/app", dashboard)
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), middleware::limit_time))
         .layer(from_fn_with_state(

@@ -7,6 +7,7 @@ pub const SQLITE: &[&str] = &[
     include_str!("migrations/sqlite_0002_idempotency.sql"),
     include_str!("migrations/sqlite_0003_search.sql"),
     include_str!("migrations/sqlite_0004_change_counter.sql"),
+    include_str!("migrations/sqlite_0005_sessions.sql"),
 ];
 
 /// PostgreSQL's migrations; the table `schema_migrations` lists the versions
@@ -16,4 +17,5 @@ pub const POSTGRES: &[&str] = &[
     include_str!("migrations/postgres_0002_idempotency.sql"),
     include_str!("migrations/postgres_0003_search.sql"),
     include_str!("migrations/postgres_0004_change_counter.sql"),
+    include_str!("migrations/postgres_0005_sessions.sql"),
 ];

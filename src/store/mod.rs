@@ -19,6 +19,7 @@ use crate::domain::api_key::KeyDigest;
 use crate::domain::customer::{Customer, CustomerData};
 use crate::domain::input::CustomerPatch;
 use crate::domain::search::{Filter, prefix_end};
+use crate::domain::session::SessionDigest;
 
 /// A failure of the store itself; "no such row" is an `Ok(None)`.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,40 @@ pub struct NewKey {
     pub digest: KeyDigest,
     pub label: Option<String>,
 }
+
+/// A dashboard session about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub digest: SessionDigest,
+    pub account: AccountId,
+    /// The key it was signed in with; revoking the key ends the session.
+    pub key_id: i64,
+    /// The token every form of the session carries.
+    pub csrf: String,
+}
+
+/// A live dashboard session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub account: AccountId,
+    pub key_id: i64,
+    pub csrf: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+/// When sessions end: those not seen since `idle_before`, and those created
+/// before `created_before`, are over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCutoffs {
+    pub idle_before: i64,
+    pub created_before: i64,
+}
+
+/// How often a session's last use is written down at most: its idle expiry
+/// is this much coarser than the setting, and browsing is not a stream of
+/// writes.
+pub const SESSION_SEEN_RESOLUTION_MS: i64 = 1_000;
 
 /// One page of an account's customers in list order.
 #[derive(Debug, Clone)]
@@ -279,8 +314,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list_keys(&self, account: AccountId) -> StoreResult<Vec<KeyInfo>>;
 
-    /// Revokes the key with this id, if it exists; revoking twice keeps the
-    /// first moment.
+    /// Revokes the key with this id, if it exists, and ends the dashboard
+    /// sessions signed in with it, in one transaction; revoking twice keeps
+    /// the first moment.
     async fn revoke_key(&self, key_id: i64, now: i64) -> StoreResult<Option<KeyInfo>>;
 
     /// The key with this digest, revoked or not.
@@ -292,6 +328,25 @@ pub trait Store: Send + Sync + 'static {
     /// On a database with no accounts at all, creates `name` with one key in
     /// one transaction and returns true; otherwise changes nothing.
     async fn bootstrap(&self, name: &str, key: NewKey, now: i64) -> StoreResult<bool>;
+
+    async fn create_session(&self, session: NewSession, now: i64) -> StoreResult<()>;
+
+    /// The session with this digest if it is live: not ended, within both
+    /// cutoffs, and its key not revoked. Records that it was seen now, at
+    /// most once per [`SESSION_SEEN_RESOLUTION_MS`].
+    async fn find_session(
+        &self,
+        digest: SessionDigest,
+        now: i64,
+        cutoffs: SessionCutoffs,
+    ) -> StoreResult<Option<Session>>;
+
+    /// Ends the session with this digest, if there is one.
+    async fn end_session(&self, digest: SessionDigest) -> StoreResult<()>;
+
+    /// Removes sessions past either cutoff, a batch at a time; returns how
+    /// many went.
+    async fn purge_sessions(&self, cutoffs: SessionCutoffs) -> StoreResult<u64>;
 
     /// Succeeds when the database answers.
     async fn ping(&self) -> StoreResult<()>;

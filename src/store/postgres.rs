@@ -29,12 +29,14 @@ use tokio_postgres::{NoTls, Row};
 use super::paging::{self, PageKey, PageRows, PageStarts, Position, Start};
 use super::{
     Account, AccountId, Answer, CustomerPage, ExportBatch, Idempotency, ImportRows, KeyInfo,
-    NewKey, Stat, Store, StoreError, StoreResult, WriteOp, WriteReply, WriteResult, migrations,
+    NewKey, NewSession, SESSION_SEEN_RESOLUTION_MS, Session, SessionCutoffs, Stat, Store,
+    StoreError, StoreResult, WriteOp, WriteReply, WriteResult, migrations,
 };
 use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
 use crate::domain::customer::{Address, Customer, CustomerData, Locale};
 use crate::domain::search::{Filter, SEARCH_VERSION, customer_words, fold_email};
+use crate::domain::session::SessionDigest;
 use crate::domain::sort_key::{COLLATION_VERSION, sort_key};
 
 /// How often, at most, a key's `last_used_at` is written.
@@ -1181,9 +1183,12 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 // COALESCE keeps the first moment of a key revoked twice; the
                 // row comes back either way, and not at all for no such key.
+                // One statement is one transaction: the key's sessions end
+                // with it.
                 let stmt = c
                     .prepare_cached(&format!(
-                        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1)
+                        "WITH ended AS (DELETE FROM sessions WHERE key_id = $2)
+                         UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1)
                          WHERE id = $2 RETURNING {KEY_COLUMNS}"
                     ))
                     .await?;
@@ -1255,6 +1260,116 @@ impl Store for PostgresStore {
                 insert_key(&tx, account.id, &key, now).await?;
                 tx.commit().await?;
                 Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn create_session(&self, session: NewSession, now: i64) -> StoreResult<()> {
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached(
+                        "INSERT INTO sessions
+                            (digest, account_id, key_id, csrf, created_at, last_seen_at)
+                         VALUES ($1, $2, $3, $4, $5, $5)",
+                    )
+                    .await?;
+                let digest = &session.digest.0[..];
+                c.execute(
+                    &stmt,
+                    &[
+                        &digest,
+                        &session.account.0,
+                        &session.key_id,
+                        &session.csrf,
+                        &now,
+                    ],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn find_session(
+        &self,
+        digest: SessionDigest,
+        now: i64,
+        cutoffs: SessionCutoffs,
+    ) -> StoreResult<Option<Session>> {
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached(
+                        "SELECT s.account_id, s.key_id, s.csrf, s.created_at, s.last_seen_at
+                         FROM sessions s JOIN api_keys k ON k.id = s.key_id
+                         WHERE s.digest = $1 AND k.revoked_at IS NULL
+                           AND s.last_seen_at >= $2 AND s.created_at >= $3",
+                    )
+                    .await?;
+                let bytes = &digest.0[..];
+                let row = c
+                    .query_opt(
+                        &stmt,
+                        &[&bytes, &cutoffs.idle_before, &cutoffs.created_before],
+                    )
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let session = Session {
+                    account: AccountId(row.try_get(0)?),
+                    key_id: row.try_get(1)?,
+                    csrf: row.try_get(2)?,
+                    created_at: row.try_get(3)?,
+                    last_seen_at: row.try_get(4)?,
+                };
+                if now - session.last_seen_at >= SESSION_SEEN_RESOLUTION_MS {
+                    // GREATEST keeps a server whose clock is behind from
+                    // moving another's record back.
+                    let touch = c
+                        .prepare_cached(
+                            "UPDATE sessions SET last_seen_at = GREATEST(last_seen_at, $1)
+                             WHERE digest = $2",
+                        )
+                        .await?;
+                    c.execute(&touch, &[&now, &bytes]).await?;
+                }
+                Ok(Some(session))
+            })
+        })
+        .await
+    }
+
+    async fn end_session(&self, digest: SessionDigest) -> StoreResult<()> {
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached("DELETE FROM sessions WHERE digest = $1")
+                    .await?;
+                c.execute(&stmt, &[&&digest.0[..]]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn purge_sessions(&self, cutoffs: SessionCutoffs) -> StoreResult<u64> {
+        self.run(move |c| {
+            Box::pin(async move {
+                let stmt = c
+                    .prepare_cached(
+                        "DELETE FROM sessions WHERE digest IN
+                            (SELECT digest FROM sessions
+                             WHERE last_seen_at < $1 OR created_at < $2 LIMIT 1000)",
+                    )
+                    .await?;
+                Ok(
+                    c.execute(&stmt, &[&cutoffs.idle_before, &cutoffs.created_before])
+                        .await?,
+                )
             })
         })
         .await

@@ -21,12 +21,14 @@ use tokio::sync::{Semaphore, oneshot};
 use super::paging::{self, PageKey, PageRows, PageStarts, Position, Start};
 use super::{
     Account, AccountId, Answer, CustomerPage, ExportBatch, Idempotency, ImportRows, KeyInfo,
-    NewKey, Stat, Store, StoreError, StoreResult, WriteOp, WriteReply, WriteResult, migrations,
+    NewKey, NewSession, SESSION_SEEN_RESOLUTION_MS, Session, SessionCutoffs, Stat, Store,
+    StoreError, StoreResult, WriteOp, WriteReply, WriteResult, migrations,
 };
 use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
 use crate::domain::customer::{Address, Customer, CustomerData, Locale};
 use crate::domain::search::{Filter, SEARCH_VERSION, customer_words, fold_email};
+use crate::domain::session::SessionDigest;
 use crate::domain::sort_key::{COLLATION_VERSION, sort_key};
 
 /// How often, at most, a key's `last_used_at` is written.
@@ -1095,6 +1097,7 @@ impl Store for SqliteStore {
                 "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
                 params![now, key_id],
             )?;
+            conn.execute("DELETE FROM sessions WHERE key_id = ?1", [key_id])?;
             let mut stmt =
                 conn.prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"))?;
             Ok(stmt.query_row([key_id], key_from_row).optional()?)
@@ -1135,6 +1138,93 @@ impl Store for SqliteStore {
             let account = insert_account(conn, &name, now)?;
             insert_key(conn, account.id, &key, now)?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn create_session(&self, session: NewSession, now: i64) -> StoreResult<()> {
+        self.run_write(move |conn| {
+            conn.execute(
+                "INSERT INTO sessions (digest, account_id, key_id, csrf, created_at, last_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![
+                    &session.digest.0[..],
+                    session.account.0,
+                    session.key_id,
+                    session.csrf,
+                    now
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_session(
+        &self,
+        digest: SessionDigest,
+        now: i64,
+        cutoffs: SessionCutoffs,
+    ) -> StoreResult<Option<Session>> {
+        let found = self
+            .read_short(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT s.account_id, s.key_id, s.csrf, s.created_at, s.last_seen_at
+                     FROM sessions s JOIN api_keys k ON k.id = s.key_id
+                     WHERE s.digest = ?1 AND k.revoked_at IS NULL
+                       AND s.last_seen_at >= ?2 AND s.created_at >= ?3",
+                )?;
+                let row = stmt
+                    .query_row(
+                        params![&digest.0[..], cutoffs.idle_before, cutoffs.created_before],
+                        |r| {
+                            Ok(Session {
+                                account: AccountId(r.get(0)?),
+                                key_id: r.get(1)?,
+                                csrf: r.get(2)?,
+                                created_at: r.get(3)?,
+                                last_seen_at: r.get(4)?,
+                            })
+                        },
+                    )
+                    .optional()?;
+                Ok(row)
+            })
+            .await?;
+        let Some(session) = found else {
+            return Ok(None);
+        };
+        if now - session.last_seen_at >= SESSION_SEEN_RESOLUTION_MS {
+            // Waited for, unlike a key's last use: the idle expiry depends
+            // on it.
+            self.run_write(move |conn| {
+                conn.execute(
+                    "UPDATE sessions SET last_seen_at = ?1 WHERE digest = ?2",
+                    params![now, &digest.0[..]],
+                )?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(Some(session))
+    }
+
+    async fn end_session(&self, digest: SessionDigest) -> StoreResult<()> {
+        self.run_write(move |conn| {
+            conn.execute("DELETE FROM sessions WHERE digest = ?1", [&digest.0[..]])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_sessions(&self, cutoffs: SessionCutoffs) -> StoreResult<u64> {
+        self.run_write(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "DELETE FROM sessions WHERE digest IN
+                    (SELECT digest FROM sessions
+                     WHERE last_seen_at < ?1 OR created_at < ?2 LIMIT 1000)",
+            )?;
+            Ok(stmt.execute(params![cutoffs.idle_before, cutoffs.created_before])? as u64)
         })
         .await
     }

@@ -1,0 +1,691 @@
+//! The customer pages: the list with search and paging, a customer's page,
+//! and the forms that create, edit and delete. Every change goes through
+//! the same parsing and the same store call as the API's.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::session::{Live, check_form, require};
+use super::text::{Lang, problem};
+use super::{Ctx, field, form_fields, page, see_other, unavailable, views};
+use crate::domain::customer::Customer;
+use crate::domain::input::{CustomerPatch, ValidationErrors, parse_new};
+use crate::domain::search;
+use crate::domain::search::Filter;
+use crate::domain::time::now_millis;
+use crate::http::AppState;
+use crate::store::{Precondition, WriteOp, WriteReply, WriteResult};
+
+/// How a form field is typed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Email,
+    Tel,
+    Locale,
+}
+
+/// One field of the customer form, named as in the API's objects.
+#[derive(Debug, Clone, Copy)]
+pub struct FormField {
+    pub name: &'static str,
+    fi: &'static str,
+    en: &'static str,
+    pub required: bool,
+    pub kind: Kind,
+    /// The browser's autofill hint.
+    pub autocomplete: &'static str,
+}
+
+impl FormField {
+    pub fn label(&self, lang: Lang) -> &'static str {
+        lang.pick(self.fi, self.en)
+    }
+
+    /// Whether the API keeps it at the top level rather than in `address`.
+    fn top_level(&self) -> bool {
+        matches!(self.name, "email" | "customer_locale")
+    }
+
+    /// The stored value as the form shows it: absent is empty.
+    fn of(&self, c: &Customer) -> String {
+        self.stored(c).unwrap_or_default()
+    }
+
+    /// The stored value, `None` when the field has none.
+    pub fn stored(&self, c: &Customer) -> Option<String> {
+        let d = &c.data;
+        let a = &d.address;
+        let text = match self.name {
+            "email" => Some(&d.email),
+            "customer_locale" => return Some(d.locale.as_str().to_owned()),
+            "firstname" => Some(&a.firstname),
+            "lastname" => Some(&a.lastname),
+            "company" => a.company.as_ref(),
+            "company_id" => a.company_id.as_ref(),
+            "address" => a.address.as_ref(),
+            "city" => Some(&a.city),
+            "postcode" => Some(&a.postcode),
+            "phone" => a.phone.as_ref(),
+            "country" => Some(&a.country),
+            _ => None,
+        };
+        text.cloned()
+    }
+}
+
+const fn f(
+    name: &'static str,
+    fi: &'static str,
+    en: &'static str,
+    required: bool,
+    kind: Kind,
+    autocomplete: &'static str,
+) -> FormField {
+    FormField {
+        name,
+        fi,
+        en,
+        required,
+        kind,
+        autocomplete,
+    }
+}
+
+/// The form's fields in the order a person fills them in. The required ones
+/// are the API's; the form marks them but leaves the checking to the
+/// server, so that the messages are the API's own.
+pub const FIELDS: [FormField; 11] = [
+    f(
+        "firstname",
+        "Etunimi",
+        "First name",
+        true,
+        Kind::Text,
+        "given-name",
+    ),
+    f(
+        "lastname",
+        "Sukunimi",
+        "Last name",
+        true,
+        Kind::Text,
+        "family-name",
+    ),
+    f("email", "Sähköposti", "Email", true, Kind::Email, "email"),
+    f("phone", "Puhelin", "Phone", false, Kind::Tel, "tel"),
+    f(
+        "company",
+        "Yritys",
+        "Company",
+        false,
+        Kind::Text,
+        "organization",
+    ),
+    f(
+        "company_id",
+        "Y-tunnus",
+        "Business ID",
+        false,
+        Kind::Text,
+        "off",
+    ),
+    f(
+        "address",
+        "Katuosoite",
+        "Street address",
+        false,
+        Kind::Text,
+        "street-address",
+    ),
+    f(
+        "postcode",
+        "Postinumero",
+        "Postcode",
+        true,
+        Kind::Text,
+        "postal-code",
+    ),
+    f(
+        "city",
+        "Postitoimipaikka",
+        "City",
+        true,
+        Kind::Text,
+        "address-level2",
+    ),
+    f(
+        "country",
+        "Maakoodi",
+        "Country code",
+        true,
+        Kind::Text,
+        "country",
+    ),
+    f(
+        "customer_locale",
+        "Asiakkaan kieli",
+        "Customer's language",
+        false,
+        Kind::Locale,
+        "off",
+    ),
+];
+
+/// What a form shows: a value for each field, and a message for each field
+/// that was refused.
+#[derive(Debug, Clone, Default)]
+pub struct FormState {
+    pub values: HashMap<&'static str, String>,
+    pub errors: HashMap<&'static str, String>,
+}
+
+impl FormState {
+    fn blank() -> FormState {
+        let mut state = FormState::default();
+        state.values.insert("customer_locale", "fi_FI".to_owned());
+        state
+    }
+
+    fn of(customer: &Customer) -> FormState {
+        FormState {
+            values: FIELDS.iter().map(|f| (f.name, f.of(customer))).collect(),
+            errors: HashMap::new(),
+        }
+    }
+
+    /// The values as typed, each kept exactly for showing again.
+    fn submitted(fields: &[(String, String)]) -> FormState {
+        FormState {
+            values: FIELDS
+                .iter()
+                .map(|f| (f.name, field(fields, f.name).unwrap_or("").to_owned()))
+                .collect(),
+            errors: HashMap::new(),
+        }
+    }
+
+    /// The values of an edit as sent, over the stored ones: a field the
+    /// form did not send at all is left as it is.
+    fn submitted_over(fields: &[(String, String)], stored: &Customer) -> FormState {
+        FormState {
+            values: FIELDS
+                .iter()
+                .map(|f| {
+                    (
+                        f.name,
+                        field(fields, f.name).map_or_else(|| f.of(stored), str::to_owned),
+                    )
+                })
+                .collect(),
+            errors: HashMap::new(),
+        }
+    }
+
+    pub fn value(&self, name: &str) -> &str {
+        self.values.get(name).map_or("", String::as_str)
+    }
+
+    /// Files each of the API's messages under the field it is about.
+    fn refuse(&mut self, errors: &ValidationErrors, lang: Lang) {
+        for error in &errors.0 {
+            let name = error.path.strip_prefix("address.").unwrap_or(&error.path);
+            let Some(spec) = FIELDS.iter().find(|f| f.name == name) else {
+                continue;
+            };
+            let message = format!("{} {}", spec.label(lang), problem(lang, &error.message));
+            self.errors.entry(spec.name).or_insert(message);
+        }
+    }
+}
+
+/// A create's body in the API's shape. An empty optional field is left
+/// out, so it is stored as absent; an empty required one is sent, so the
+/// API's rules name it.
+fn create_body(form: &FormState) -> Value {
+    let mut top = Map::new();
+    let mut address = Map::new();
+    for spec in &FIELDS {
+        let value = form.value(spec.name).trim();
+        if value.is_empty() && !spec.required {
+            continue;
+        }
+        let target = if spec.top_level() {
+            &mut top
+        } else {
+            &mut address
+        };
+        target.insert(spec.name.to_owned(), Value::String(value.to_owned()));
+    }
+    top.insert("address".to_owned(), Value::Object(address));
+    Value::Object(top)
+}
+
+/// An update's body: only the fields whose value differs from the stored
+/// one, so that an edit never touches what the person did not change. An
+/// emptied optional field is cleared.
+fn update_body(form: &FormState, stored: &Customer) -> Value {
+    let mut top = Map::new();
+    let mut address = Map::new();
+    for spec in &FIELDS {
+        let value = form.value(spec.name).trim();
+        if value == spec.of(stored) {
+            continue;
+        }
+        let value = if value.is_empty() && !spec.required {
+            Value::Null
+        } else {
+            Value::String(value.to_owned())
+        };
+        let target = if spec.top_level() {
+            &mut top
+        } else {
+            &mut address
+        };
+        target.insert(spec.name.to_owned(), value);
+    }
+    if !address.is_empty() {
+        top.insert("address".to_owned(), Value::Object(address));
+    }
+    Value::Object(top)
+}
+
+/// `Lastname Firstname`, the way the list is sorted.
+pub fn display_name(c: &Customer) -> String {
+    format!("{} {}", c.data.address.lastname, c.data.address.firstname)
+}
+
+fn ctx(headers: &HeaderMap, uri: &Uri, live: &Live) -> Ctx {
+    Ctx::new(headers, uri, Some(live.csrf.clone()))
+}
+
+/// What a change that worked says on the page it leads to.
+fn done_notice(lang: Lang, done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "created" | "updated" => Some(lang.pick("Asiakas tallennettiin.", "Customer saved.")),
+        "deleted" => Some(lang.pick("Asiakas poistettiin.", "Customer deleted.")),
+        _ => None,
+    }
+}
+
+fn no_such_customer(ctx: &Ctx) -> Response {
+    let t = ctx.lang;
+    page(
+        StatusCode::NOT_FOUND,
+        views::message_page(
+            ctx,
+            t.pick("Asiakasta ei löydy", "No such customer"),
+            t.pick(
+                "Asiakasta ei löydy. Se on ehkä poistettu.",
+                "No such customer. It may have been deleted.",
+            ),
+        ),
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    page: Option<String>,
+    q: Option<String>,
+    done: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let live = match require(&state, &headers, &uri).await {
+        Ok(live) => live,
+        Err(answer) => return answer,
+    };
+    let ctx = ctx(&headers, &uri, &live);
+    // The API refuses a bad page number; a person who edits the address
+    // bar gets the first page instead.
+    let number = query
+        .page
+        .as_deref()
+        .and_then(|p| p.trim().parse::<u64>().ok())
+        .filter(|&p| p >= 1)
+        .unwrap_or(1);
+    let q = query.q.as_deref().unwrap_or("").trim().to_owned();
+    let mut words = search::words(&q);
+    words.sort();
+    words.dedup();
+    let found = if words.is_empty() {
+        state.store.list_customers(live.account, number).await
+    } else {
+        let filter = Filter {
+            words,
+            ..Filter::default()
+        };
+        state
+            .store
+            .search_customers(live.account, &filter, number)
+            .await
+    };
+    let found = match found {
+        Ok(found) => found,
+        Err(e) => return unavailable(&ctx, e),
+    };
+    let notice = done_notice(ctx.lang, query.done.as_deref());
+    page(
+        StatusCode::OK,
+        views::list(&ctx, &found, number, &q, notice),
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ShowQuery {
+    done: Option<String>,
+}
+
+/// A customer id from the path; anything that is not one names no customer.
+fn id_of(segment: &str) -> Option<i64> {
+    segment
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| segment.parse().ok())
+        .flatten()
+}
+
+/// The session and the customer a customer page is about, or the answer
+/// when either is missing.
+async fn load(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    id: &str,
+) -> Result<(Live, Ctx, Customer), Response> {
+    let live = require(state, headers, uri).await?;
+    let ctx = ctx(headers, uri, &live);
+    let Some(id) = id_of(id) else {
+        return Err(no_such_customer(&ctx));
+    };
+    match state.store.get_customer(live.account, id).await {
+        Ok(Some(customer)) => Ok((live, ctx, customer)),
+        Ok(None) => Err(no_such_customer(&ctx)),
+        Err(e) => Err(unavailable(&ctx, e)),
+    }
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Query(query): Query<ShowQuery>,
+) -> Response {
+    let (_, ctx, customer) = match load(&state, &headers, &uri, &id).await {
+        Ok(loaded) => loaded,
+        Err(answer) => return answer,
+    };
+    let notice = done_notice(ctx.lang, query.done.as_deref());
+    page(
+        StatusCode::OK,
+        views::customer(&ctx, &customer, &state.zone, notice),
+    )
+}
+
+pub async fn new_form(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let live = match require(&state, &headers, &uri).await {
+        Ok(live) => live,
+        Err(answer) => return answer,
+    };
+    let ctx = ctx(&headers, &uri, &live);
+    page(
+        StatusCode::OK,
+        views::customer_form(&ctx, &views::FormPage::create(&FormState::blank())),
+    )
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let live = match require(&state, &headers, &uri).await {
+        Ok(live) => live,
+        Err(answer) => return answer,
+    };
+    let fields = form_fields(&body);
+    if let Err(refused) = check_form(&headers, &uri, field(&fields, "csrf"), &live.csrf) {
+        return refused;
+    }
+    let ctx = ctx(&headers, &uri, &live);
+    let mut form = FormState::submitted(&fields);
+    let data = match parse_new(&create_body(&form)) {
+        Ok(data) => data,
+        Err(errors) => {
+            form.refuse(&errors, ctx.lang);
+            return page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                views::customer_form(&ctx, &views::FormPage::create(&form)),
+            );
+        }
+    };
+    match state
+        .store
+        .create_customer(live.account, data, now_millis())
+        .await
+    {
+        Ok(customer) => see_other(&format!("/app/customers/{}?done=created", customer.id)),
+        Err(e) => unavailable(&ctx, e),
+    }
+}
+
+pub async fn edit_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    let (_, ctx, customer) = match load(&state, &headers, &uri, &id).await {
+        Ok(loaded) => loaded,
+        Err(answer) => return answer,
+    };
+    let form = FormState::of(&customer);
+    page(
+        StatusCode::OK,
+        views::customer_form(&ctx, &views::FormPage::edit(&form, &customer, None)),
+    )
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (live, ctx, stored) = match load(&state, &headers, &uri, &id).await {
+        Ok(loaded) => loaded,
+        Err(answer) => return answer,
+    };
+    let fields = form_fields(&body);
+    if let Err(refused) = check_form(&headers, &uri, field(&fields, "csrf"), &live.csrf) {
+        return refused;
+    }
+    let t = ctx.lang;
+    let mut form = FormState::submitted_over(&fields, &stored);
+    // The page's form always sends the version it was made from; without
+    // one, as with the API's PUT without If-Match, the last write wins.
+    let version = field(&fields, "version").map(|v| v.trim().parse::<i64>().unwrap_or(-1));
+    if version.is_some_and(|v| v != stored.version) {
+        // Compared with the stored values, the form would undo the other
+        // change; the person decides, with the form as they left it.
+        let alert = t.pick(
+            "Joku muu muutti tätä asiakasta sillä välin. Lomakkeella ovat sinun muutoksesi; tallenna uudelleen, jos ne pätevät yhä, tai peruuta nähdäksesi tallennetut tiedot.",
+            "Someone else changed this customer meanwhile. The form shows your changes: save again if they still hold, or cancel to see what is stored.",
+        );
+        return page(
+            StatusCode::CONFLICT,
+            views::customer_form(&ctx, &views::FormPage::edit(&form, &stored, Some(alert))),
+        );
+    }
+    let patch = match CustomerPatch::parse(&update_body(&form, &stored)) {
+        Ok(patch) => patch,
+        Err(errors) => {
+            form.refuse(&errors, t);
+            return page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                views::customer_form(&ctx, &views::FormPage::edit(&form, &stored, None)),
+            );
+        }
+    };
+    let op = WriteOp::Update {
+        id: stored.id,
+        patch,
+        // The store checks the version again inside its transaction, so a
+        // change that lands between our read and this write is not lost.
+        precondition: version.map(|v| Precondition::Version(vec![v])),
+    };
+    match state
+        .store
+        .write(live.account, op, now_millis(), None)
+        .await
+    {
+        Ok(WriteReply::Done(result)) => match *result {
+            WriteResult::Updated(_) | WriteResult::Unchanged(_) => {
+                see_other(&format!("/app/customers/{}?done=updated", stored.id))
+            }
+            WriteResult::NotFound => no_such_customer(&ctx),
+            _ => {
+                let alert = t.pick(
+                    "Joku muu muutti tätä asiakasta sillä välin. Lataa sivu uudelleen.",
+                    "Someone else changed this customer meanwhile. Reload the page.",
+                );
+                page(
+                    StatusCode::CONFLICT,
+                    views::customer_form(&ctx, &views::FormPage::edit(&form, &stored, Some(alert))),
+                )
+            }
+        },
+        Ok(_) => unavailable(
+            &ctx,
+            crate::store::StoreError::Internal("a write without a key was recorded".into()),
+        ),
+        Err(e) => unavailable(&ctx, e),
+    }
+}
+
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    let (_, ctx, customer) = match load(&state, &headers, &uri, &id).await {
+        Ok(loaded) => loaded,
+        Err(answer) => return answer,
+    };
+    page(StatusCode::OK, views::confirm_delete(&ctx, &customer))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (live, ctx, customer) = match load(&state, &headers, &uri, &id).await {
+        Ok(loaded) => loaded,
+        Err(answer) => return answer,
+    };
+    let fields = form_fields(&body);
+    if let Err(refused) = check_form(&headers, &uri, field(&fields, "csrf"), &live.csrf) {
+        return refused;
+    }
+    let op = WriteOp::Delete {
+        id: customer.id,
+        precondition: None,
+    };
+    match state
+        .store
+        .write(live.account, op, now_millis(), None)
+        .await
+    {
+        Ok(WriteReply::Done(result)) if matches!(*result, WriteResult::NotFound) => {
+            no_such_customer(&ctx)
+        }
+        Ok(_) => see_other("/app/customers?done=deleted"),
+        Err(e) => unavailable(&ctx, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::customer::{Address, CustomerData, Locale};
+    use serde_json::json;
+
+    fn stored() -> Customer {
+        Customer {
+            id: 7,
+            version: 3,
+            data: CustomerData {
+                email: "a@example.fi".into(),
+                locale: Locale::FiFi,
+                address: Address {
+                    firstname: "Aino".into(),
+                    lastname: "Aalto".into(),
+                    company: None,
+                    company_id: Some(String::new()),
+                    address: Some("Katu 1".into()),
+                    city: "Espoo".into(),
+                    postcode: "02100".into(),
+                    phone: None,
+                    country: "FI".into(),
+                },
+            },
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn an_edit_sends_only_what_changed_and_clears_what_was_emptied() {
+        let mut form = FormState::of(&stored());
+        assert_eq!(update_body(&form, &stored()), json!({}));
+        form.values.insert("city", " Tampere ".into());
+        form.values.insert("address", String::new());
+        assert_eq!(
+            update_body(&form, &stored()),
+            json!({"address": {"address": null, "city": "Tampere"}})
+        );
+    }
+
+    #[test]
+    fn a_create_leaves_out_empty_optional_fields_but_sends_empty_required_ones() {
+        let mut form = FormState::blank();
+        form.values.insert("lastname", "Aalto".into());
+        form.values.insert("phone", "  ".into());
+        let body = create_body(&form);
+        assert_eq!(body["address"]["lastname"], "Aalto");
+        assert_eq!(body["address"]["city"], "");
+        assert!(body["address"].get("phone").is_none());
+        assert_eq!(body["customer_locale"], "fi_FI");
+    }
+
+    #[test]
+    fn every_refusal_lands_on_its_field() {
+        let mut form = FormState::blank();
+        form.values.insert("email", "not-an-email".into());
+        let errors = parse_new(&create_body(&form)).unwrap_err();
+        form.refuse(&errors, Lang::En);
+        assert_eq!(form.errors["email"], "Email is not a valid email address");
+        for name in ["firstname", "lastname", "city", "postcode", "country"] {
+            assert!(form.errors.contains_key(name), "{name}");
+        }
+        assert_eq!(form.errors.len(), 6);
+    }
+}

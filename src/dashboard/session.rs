@@ -1,0 +1,365 @@
+//! Signing in and out, the session every other page requires, and the
+//! checks a form that changes something must pass.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::header::{COOKIE, HOST, ORIGIN, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::cookies::{cookie, secure, set_cookie};
+use super::text::{LANG_COOKIE, Lang};
+use super::{Ctx, field, form_fields, page, see_other, unavailable, views};
+use crate::domain::api_key::ApiKey;
+use crate::domain::session::{SessionDigest, SessionId, random_hex, same_secret};
+use crate::domain::time::now_millis;
+use crate::http::AppState;
+use crate::store::{AccountId, NewSession, SessionCutoffs, StoreError};
+
+/// The cookie that holds the session id.
+pub const SESSION_COOKIE: &str = "rekisteri_session";
+/// The cookie that pairs with the sign-in form's token, before there is a
+/// session to hold one.
+const SIGN_IN_COOKIE: &str = "rekisteri_signin";
+const SIGN_IN_COOKIE_AGE: Duration = Duration::from_secs(60 * 60);
+const LANG_COOKIE_AGE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// A signed-in request.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub account: AccountId,
+    pub digest: SessionDigest,
+    pub csrf: String,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The cutoffs of the settings as of `now`.
+pub fn cutoffs(state: &AppState, now: i64) -> SessionCutoffs {
+    SessionCutoffs {
+        idle_before: now.saturating_sub(millis(state.settings.session_idle)),
+        created_before: now.saturating_sub(millis(state.settings.session_lifetime)),
+    }
+}
+
+fn session_id(headers: &HeaderMap) -> Option<SessionId> {
+    cookie(headers.get_all(COOKIE), SESSION_COOKIE).and_then(SessionId::parse)
+}
+
+/// The live session of this request, if it has one.
+pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Live>, StoreError> {
+    let Some(id) = session_id(headers) else {
+        return Ok(None);
+    };
+    let digest = id.digest();
+    let now = now_millis();
+    let found = state
+        .store
+        .find_session(digest, now, cutoffs(state, now))
+        .await?;
+    Ok(found.map(|s| Live {
+        account: s.account,
+        digest,
+        csrf: s.csrf,
+    }))
+}
+
+/// The live session, or the answer for a request without one: back to the
+/// sign-in page, saying that the session ended when there was one.
+pub async fn require(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Live, Response> {
+    match current(state, headers).await {
+        Ok(Some(live)) => Ok(live),
+        Ok(None) if cookie(headers.get_all(COOKIE), SESSION_COOKIE).is_some() => {
+            Err(see_other("/app/sign-in?expired=1"))
+        }
+        Ok(None) => Err(see_other("/app/sign-in")),
+        Err(e) => Err(unavailable(&Ctx::new(headers, uri, None), e)),
+    }
+}
+
+/// Refuses a form that another site could have sent: one from a foreign
+/// `Origin`, or without this session's token. `SameSite=Strict` already keeps
+/// the cookie off such requests in current browsers; this holds for the rest.
+pub fn check_form(
+    headers: &HeaderMap,
+    uri: &Uri,
+    sent: Option<&str>,
+    expected: &str,
+) -> Result<(), Response> {
+    let token_ok = sent.is_some_and(|sent| same_secret(sent, expected));
+    if token_ok && same_origin(headers) {
+        return Ok(());
+    }
+    let ctx = Ctx::new(headers, uri, None);
+    let t = ctx.lang;
+    Err(page(
+        StatusCode::FORBIDDEN,
+        views::message_page(
+            &ctx,
+            t.pick("Lomake hylättiin", "The form was refused"),
+            t.pick(
+                "Lomake on vanhentunut tai se ei tullut tältä sivustolta. Mitään ei muutettu. Lataa sivu uudelleen ja yritä uudestaan.",
+                "This form has expired or did not come from this site. Nothing was changed. Reload the page and try again.",
+            ),
+        ),
+    ))
+}
+
+/// A request without an `Origin` (an older browser) passes; one with an
+/// `Origin` must name this host, over either scheme, since a proxy in front
+/// may have spoken TLS.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v != "same-origin" && v != "none")
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    let origin = origin.to_str().ok();
+    match (origin, host) {
+        (Some(origin), Some(host)) => ["http://", "https://"]
+            .iter()
+            .any(|scheme| origin.strip_prefix(scheme) == Some(host)),
+        _ => false,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SignInQuery {
+    expired: Option<String>,
+    signed_out: Option<String>,
+}
+
+pub async fn sign_in_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<SignInQuery>,
+) -> Response {
+    match current(&state, &headers).await {
+        Ok(Some(_)) => return see_other("/app/customers"),
+        Ok(None) => {}
+        Err(e) => return unavailable(&Ctx::new(&headers, &uri, None), e),
+    }
+    let ctx = Ctx::new(&headers, &uri, None);
+    let t = ctx.lang;
+    let notice = if query.signed_out.is_some() {
+        Some(t.pick("Olet kirjautunut ulos.", "You have signed out."))
+    } else if query.expired.is_some() {
+        Some(t.pick(
+            "Istuntosi on päättynyt. Kirjaudu uudelleen.",
+            "Your session has ended. Sign in again.",
+        ))
+    } else {
+        None
+    };
+    sign_in_form(&state, &headers, &ctx, StatusCode::OK, notice, None)
+}
+
+/// The sign-in form, with the token that pairs with its cookie (made now
+/// when the browser has none yet). The key field is never filled in.
+fn sign_in_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    ctx: &Ctx,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Response {
+    let existing = cookie(headers.get_all(COOKIE), SIGN_IN_COOKIE)
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned);
+    let (token, fresh) = match existing {
+        Some(token) => (token, false),
+        None => match random_hex() {
+            Ok(token) => (token, true),
+            Err(e) => return unavailable(ctx, StoreError::Internal(e.to_string())),
+        },
+    };
+    let mut response = page(status, views::sign_in(ctx, &token, notice, error));
+    if fresh {
+        let secure = secure(headers, state.settings.trust_forwarded_proto);
+        response.headers_mut().append(
+            SET_COOKIE,
+            set_cookie(SIGN_IN_COOKIE, &token, SIGN_IN_COOKIE_AGE, secure),
+        );
+    }
+    response
+}
+
+pub async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let fields = form_fields(&body);
+    let paired = cookie(headers.get_all(COOKIE), SIGN_IN_COOKIE).unwrap_or("");
+    // Without a cookie the expected token is empty, which nothing matches.
+    let expected = if paired.is_empty() { "\u{0}" } else { paired };
+    if let Err(refused) = check_form(&headers, &uri, field(&fields, "csrf"), expected) {
+        return refused;
+    }
+    let ctx = Ctx::new(&headers, &uri, None);
+    let t = ctx.lang;
+
+    let key = field(&fields, "key").map(str::trim).and_then(ApiKey::parse);
+    let found = match key {
+        Some(key) => state.store.find_key(key.digest()).await,
+        None => Ok(None),
+    };
+    let key = match found {
+        Ok(Some(info)) if info.revoked_at.is_none() => info,
+        Ok(_) => {
+            let error = t.pick("API-avain ei kelpaa.", "That API key is not valid.");
+            return sign_in_form(
+                &state,
+                &headers,
+                &ctx,
+                StatusCode::UNAUTHORIZED,
+                None,
+                Some(error),
+            );
+        }
+        Err(e) => return unavailable(&ctx, e),
+    };
+
+    let made = SessionId::generate().and_then(|id| Ok((id, random_hex()?)));
+    let (id, csrf) = match made {
+        Ok(made) => made,
+        Err(e) => return unavailable(&ctx, StoreError::Internal(e.to_string())),
+    };
+    let session = NewSession {
+        digest: id.digest(),
+        account: key.account,
+        key_id: key.id,
+        csrf,
+    };
+    if let Err(e) = state.store.create_session(session, now_millis()).await {
+        return unavailable(&ctx, e);
+    }
+    tracing::info!(account.id = key.account.0, key.prefix = %key.prefix, "dashboard sign-in");
+
+    let secure = secure(&headers, state.settings.trust_forwarded_proto);
+    let mut response = see_other("/app/customers");
+    let cookies = response.headers_mut();
+    cookies.append(
+        SET_COOKIE,
+        set_cookie(
+            SESSION_COOKIE,
+            id.expose(),
+            state.settings.session_lifetime,
+            secure,
+        ),
+    );
+    cookies.append(
+        SET_COOKIE,
+        set_cookie(SIGN_IN_COOKIE, "", Duration::ZERO, secure),
+    );
+    response
+}
+
+pub async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let live = match require(&state, &headers, &uri).await {
+        Ok(live) => live,
+        Err(answer) => return answer,
+    };
+    let fields = form_fields(&body);
+    if let Err(refused) = check_form(&headers, &uri, field(&fields, "csrf"), &live.csrf) {
+        return refused;
+    }
+    if let Err(e) = state.store.end_session(live.digest).await {
+        return unavailable(&Ctx::new(&headers, &uri, None), e);
+    }
+    let secure = secure(&headers, state.settings.trust_forwarded_proto);
+    let mut response = see_other("/app/sign-in?signed_out=1");
+    response.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(SESSION_COOKIE, "", Duration::ZERO, secure),
+    );
+    response
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LanguageQuery {
+    set: Option<String>,
+    back: Option<String>,
+}
+
+/// The language switch: remembers the choice and goes back to the page it
+/// was made on, which must be one of the dashboard's own.
+pub async fn language(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<LanguageQuery>,
+) -> Response {
+    let back = query
+        .back
+        .filter(|b| is_dashboard_path(b))
+        .unwrap_or_else(|| "/app".to_owned());
+    let mut response = see_other(&back);
+    if let Some(lang) = query.set.as_deref().and_then(Lang::parse) {
+        let secure = secure(&headers, state.settings.trust_forwarded_proto);
+        response.headers_mut().append(
+            SET_COOKIE,
+            set_cookie(LANG_COOKIE, lang.code(), LANG_COOKIE_AGE, secure),
+        );
+    }
+    response.into_response()
+}
+
+/// `/app` or a path below it, and nothing a browser could read as another
+/// host (`//evil`, `/app\…`).
+fn is_dashboard_path(path: &str) -> bool {
+    (path == "/app" || path.starts_with("/app/") || path.starts_with("/app?"))
+        && !path.contains('\\')
+        && !path.contains("//")
+        && path.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn only_the_dashboards_own_pages_are_gone_back_to() {
+        assert!(is_dashboard_path("/app/customers?page=2"));
+        assert!(is_dashboard_path("/app"));
+        assert!(!is_dashboard_path("https://evil.example/app"));
+        assert!(!is_dashboard_path("//evil.example"));
+        assert!(!is_dashboard_path("/app//evil.example"));
+        assert!(!is_dashboard_path("/application"));
+        assert!(!is_dashboard_path("/app\\evil"));
+    }
+
+    #[test]
+    fn a_foreign_origin_is_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        assert!(same_origin(&headers));
+        headers.insert(ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        assert!(same_origin(&headers));
+        headers.insert(ORIGIN, HeaderValue::from_static("http://evil.example"));
+        assert!(!same_origin(&headers));
+        headers.insert(ORIGIN, HeaderValue::from_static("null"));
+        assert!(!same_origin(&headers));
+        headers.remove(ORIGIN);
+        headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&headers));
+    }
+}

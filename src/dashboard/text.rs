@@ -1,0 +1,146 @@
+//! The dashboard's words in Finnish and English. Customer data is never
+//! translated: it is shown as stored.
+
+use axum::http::HeaderMap;
+use axum::http::header::{ACCEPT_LANGUAGE, COOKIE};
+
+use super::cookies::cookie;
+
+/// The cookie that keeps a language chosen with the switch.
+pub const LANG_COOKIE: &str = "rekisteri_lang";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Fi,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Fi => "fi",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Lang> {
+        match code {
+            "fi" => Some(Lang::Fi),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The language switch's cookie, else the browser's first preference
+    /// among the two, else English.
+    pub fn of(headers: &HeaderMap) -> Lang {
+        if let Some(lang) = cookie(headers.get_all(COOKIE), LANG_COOKIE).and_then(Lang::parse) {
+            return lang;
+        }
+        let accepted = headers
+            .get(ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        preferred(accepted).unwrap_or(Lang::En)
+    }
+
+    /// The one a phrase is in, picked from its two translations.
+    pub fn pick(self, fi: &'static str, en: &'static str) -> &'static str {
+        match self {
+            Lang::Fi => fi,
+            Lang::En => en,
+        }
+    }
+}
+
+/// The first of Finnish and English by the weights of an `Accept-Language`
+/// header (`fi-FI,fi;q=0.9,en;q=0.8`).
+fn preferred(header: &str) -> Option<Lang> {
+    let mut best: Option<(f32, Lang)> = None;
+    for item in header.split(',') {
+        let mut parts = item.split(';');
+        let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let primary = tag.split('-').next().unwrap_or("");
+        let Some(lang) = Lang::parse(primary) else {
+            continue;
+        };
+        let weight = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if weight > 0.0 && best.is_none_or(|(w, _)| weight > w) {
+            best = Some((weight, lang));
+        }
+    }
+    best.map(|(_, lang)| lang)
+}
+
+/// A validation message of the API (`is not a valid email address`) in
+/// the interface's language, to follow a field's label.
+pub fn problem(lang: Lang, message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("is too long (at most ") {
+        let limit = rest.split(' ').next().unwrap_or("");
+        return match lang {
+            Lang::Fi => format!("on liian pitkä (enintään {limit} merkkiä)"),
+            Lang::En => message.to_owned(),
+        };
+    }
+    let (fi, en) = match message {
+        "is required" => ("on pakollinen", "is required"),
+        m if m.starts_with("is required;") => (
+            "on pakollinen; kirjoita \u{201d}-\u{201d}, jos sitä ei tiedetä",
+            "is required; enter \u{201c}-\u{201d} if it is not known",
+        ),
+        "is not a valid email address" => (
+            "ei ole kelvollinen sähköpostiosoite",
+            "is not a valid email address",
+        ),
+        "is not an ISO 3166-1 alpha-2 country code" => (
+            "ei ole kaksikirjaiminen ISO 3166-1 -maakoodi (esimerkiksi FI)",
+            "is not an ISO 3166-1 alpha-2 country code (such as FI)",
+        ),
+        "must not contain NUL characters" => (
+            "ei saa sisältää NUL-merkkejä",
+            "must not contain NUL characters",
+        ),
+        m if m.starts_with("must be \"fi_FI\"") => {
+            ("on oltava suomi tai englanti", "must be Finnish or English")
+        }
+        other => return other.to_owned(),
+    };
+    lang.pick(fi, en).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_browsers_weights_decide() {
+        assert_eq!(preferred("fi-FI,fi;q=0.9,en;q=0.8"), Some(Lang::Fi));
+        assert_eq!(preferred("en-US,en;q=0.9,fi;q=0.8"), Some(Lang::En));
+        assert_eq!(preferred("sv-FI,fi;q=0.5,en;q=0.7"), Some(Lang::En));
+        assert_eq!(preferred("de-DE"), None);
+        assert_eq!(preferred("fi;q=0"), None);
+        assert_eq!(preferred(""), None);
+    }
+
+    #[test]
+    fn every_message_of_the_form_fields_has_a_finnish_translation() {
+        for message in [
+            "is required",
+            "is required; send \"-\" if it is not known",
+            "is too long (at most 255 characters)",
+            "is not a valid email address",
+            "is not an ISO 3166-1 alpha-2 country code",
+            "must not contain NUL characters",
+            "must be \"fi_FI\" or \"en_US\"",
+        ] {
+            assert_ne!(problem(Lang::Fi, message), message, "{message}");
+        }
+        assert_eq!(
+            problem(Lang::Fi, "is too long (at most 254 characters)"),
+            "on liian pitkä (enintään 254 merkkiä)"
+        );
+    }
+}
