@@ -341,7 +341,6 @@ pub fn customer_form(ctx: &Ctx, p: &FormPage<'_>) -> Markup {
                                 input id=(f.name) name=(f.name) value=(value)
                                     type=(match f.kind { Kind::Email => "email", Kind::Tel => "tel", _ => "text" })
                                     autocomplete=(f.autocomplete)
-                                    maxlength="255"
                                     aria-invalid=[error.map(|_| "true")]
                                     aria-describedby=[error.map(|_| error_id.as_str())];
                             }

@@ -124,6 +124,11 @@ pub fn router(state: AppState) -> Router {
     let dashboard = crate::dashboard::router(state.settings.max_upload_bytes);
     api.merge(open)
         .nest("/app", dashboard)
+        // A nested router never sees its own path with a slash after it.
+        .route(
+            "/app/",
+            get(|| async { axum::response::Redirect::permanent("/app") }),
+        )
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), middleware::limit_time))
         .layer(from_fn_with_state(

@@ -141,6 +141,7 @@ const INDEX_HTML: &str = r#"<!doctype html>
 <h1>Rekisteri</h1>
 <p>The Paylink customer registry API.</p>
 <ul>
+<li><a href="/app">Dashboard for merchants</a></li>
 <li><a href="/docs/">API documentation</a></li>
 <li><a href="/api/v1/openapi.json">OpenAPI document</a></li>
 </ul>
