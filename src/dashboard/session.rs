@@ -95,9 +95,14 @@ pub fn check_form(
     if token_ok && same_origin(headers) {
         return Ok(());
     }
+    Err(refused(headers, uri))
+}
+
+/// The answer to a form that failed [`check_form`].
+fn refused(headers: &HeaderMap, uri: &Uri) -> Response {
     let ctx = Ctx::new(headers, uri, None);
     let t = ctx.lang;
-    Err(page(
+    page(
         StatusCode::FORBIDDEN,
         views::message_page(
             &ctx,
@@ -107,7 +112,7 @@ pub fn check_form(
                 "This form has expired or did not come from this site. Nothing was changed. Reload the page and try again.",
             ),
         ),
-    ))
+    )
 }
 
 /// A request without an `Origin` (an older browser) passes; one with an
@@ -203,10 +208,11 @@ pub async fn sign_in(
     body: Bytes,
 ) -> Response {
     let fields = form_fields(&body);
-    let paired = cookie(headers.get_all(COOKIE), SIGN_IN_COOKIE).unwrap_or("");
-    // Without a cookie the expected token is empty, which nothing matches.
-    let expected = if paired.is_empty() { "\u{0}" } else { paired };
-    if let Err(refused) = check_form(&headers, &uri, field(&fields, "csrf"), expected) {
+    let Some(paired) = cookie(headers.get_all(COOKIE), SIGN_IN_COOKIE).filter(|v| !v.is_empty())
+    else {
+        return refused(&headers, &uri);
+    };
+    if let Err(refused) = check_form(&headers, &uri, field(&fields, "csrf"), paired) {
         return refused;
     }
     let ctx = Ctx::new(&headers, &uri, None);
