@@ -520,16 +520,7 @@ pub async fn update(
     // one, as with the API's PUT without If-Match, the last write wins.
     let version = field(&fields, "version").map(|v| v.trim().parse::<i64>().unwrap_or(-1));
     if version.is_some_and(|v| v != stored.version) {
-        // Compared with the stored values, the form would undo the other
-        // change; the person decides, with the form as they left it.
-        let alert = t.pick(
-            "Joku muu muutti tätä asiakasta sillä välin. Lomakkeella ovat sinun muutoksesi; tallenna uudelleen, jos ne pätevät yhä, tai peruuta nähdäksesi tallennetut tiedot.",
-            "Someone else changed this customer meanwhile. The form shows your changes: save again if they still hold, or cancel to see what is stored.",
-        );
-        return page(
-            StatusCode::CONFLICT,
-            views::customer_form(&ctx, &views::FormPage::edit(&form, &stored, Some(alert))),
-        );
+        return conflict(&ctx, &form, &stored);
     }
     let patch = match CustomerPatch::parse(&update_body(&form, &stored)) {
         Ok(patch) => patch,
@@ -558,16 +549,13 @@ pub async fn update(
                 see_other(&format!("/app/customers/{}?done=updated", stored.id))
             }
             WriteResult::NotFound => no_such_customer(&ctx),
-            _ => {
-                let alert = t.pick(
-                    "Joku muu muutti tätä asiakasta sillä välin. Lataa sivu uudelleen.",
-                    "Someone else changed this customer meanwhile. Reload the page.",
-                );
-                page(
-                    StatusCode::CONFLICT,
-                    views::customer_form(&ctx, &views::FormPage::edit(&form, &stored, Some(alert))),
-                )
-            }
+            // Changed between our read and the write: shown as above, from
+            // what is stored now.
+            _ => match state.store.get_customer(live.account, stored.id).await {
+                Ok(Some(current)) => conflict(&ctx, &form, &current),
+                Ok(None) => no_such_customer(&ctx),
+                Err(e) => unavailable(&ctx, e),
+            },
         },
         Ok(_) => unavailable(
             &ctx,
@@ -575,6 +563,35 @@ pub async fn update(
         ),
         Err(e) => unavailable(&ctx, e),
     }
+}
+
+/// The answer to an edit made on a customer that has changed since the form
+/// was loaded. The form shows what is stored now, with its new version, so
+/// that saving it again cannot undo the other change unseen; what the person
+/// had typed differently is listed above it, to be entered again where it
+/// still holds.
+fn conflict(ctx: &Ctx, typed: &FormState, current: &Customer) -> Response {
+    let t = ctx.lang;
+    let yours: Vec<String> = FIELDS
+        .iter()
+        .filter(|f| typed.value(f.name).trim() != f.of(current))
+        .map(|f| {
+            let value = typed.value(f.name).trim();
+            let value = if value.is_empty() {
+                t.pick("(tyhjä)", "(empty)")
+            } else {
+                value
+            };
+            format!("{}: {value}", f.label(t))
+        })
+        .collect();
+    let alert = t.pick(
+        "Joku muu muutti tätä asiakasta sillä välin. Muutoksiasi ei tallennettu: lomakkeella ovat nyt tallennetut tiedot, joten tee muutoksesi uudelleen, jos ne pätevät yhä.",
+        "Someone else changed this customer meanwhile. Your changes were not saved: the form now shows what is stored, so make your changes again where they still hold.",
+    );
+    let form = FormState::of(current);
+    let view = views::FormPage::edit(&form, current, Some(alert)).with_yours(&yours);
+    page(StatusCode::CONFLICT, views::customer_form(ctx, &view))
 }
 
 pub async fn confirm_delete(

@@ -252,6 +252,9 @@ pub struct FormPage<'a> {
     /// The customer being edited.
     editing: Option<&'a Customer>,
     alert: Option<&'a str>,
+    /// After a conflict: what the person had typed that differs from what
+    /// is stored now.
+    yours: &'a [String],
 }
 
 impl<'a> FormPage<'a> {
@@ -260,6 +263,7 @@ impl<'a> FormPage<'a> {
             form,
             editing: None,
             alert: None,
+            yours: &[],
         }
     }
 
@@ -268,7 +272,12 @@ impl<'a> FormPage<'a> {
             form,
             editing: Some(c),
             alert,
+            yours: &[],
         }
+    }
+
+    pub fn with_yours(self, yours: &'a [String]) -> FormPage<'a> {
+        FormPage { yours, ..self }
     }
 }
 
@@ -293,7 +302,13 @@ pub fn customer_form(ctx: &Ctx, p: &FormPage<'_>) -> Markup {
         html! {
             h1 { (title) }
             @if let Some(alert) = p.alert {
-                div.notice.error role="alert" { p { (alert) } }
+                div.notice.error role="alert" {
+                    p { (alert) }
+                    @if !p.yours.is_empty() {
+                        p { (t.pick("Sinun arvosi:", "Your values:")) }
+                        ul { @for line in p.yours { li { (line) } } }
+                    }
+                }
             }
             @if !errors.is_empty() {
                 div.notice.error role="alert" {

@@ -2,8 +2,10 @@
 //! talks HTTP to it, once per store.
 
 mod auth;
+mod browser;
 mod bulk;
 mod cli;
+mod dashboard;
 mod durability;
 mod hardening;
 mod http_edges;
