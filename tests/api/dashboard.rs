@@ -90,6 +90,7 @@ on_every_store_with!(
     the_language_follows_accept_language_and_the_cookie_wins: Settings::default(),
     the_language_switch_sets_the_cookie_and_goes_back_only_within_app: Settings::default(),
     app_pages_carry_the_security_headers: Settings::default(),
+    expired_sessions_are_purged_and_live_ones_kept: Settings::default(),
 );
 
 const SESSION: &str = "rekisteri_session";
@@ -1897,4 +1898,101 @@ async fn app_pages_carry_the_security_headers(app: TestApp) {
     let page = browser.post_form("/app/customers", &[("email", "x")]).await;
     page.assert_status(403, "no csrf");
     assert_security_headers(&page, "the CSRF 403 page");
+}
+
+// ---------------------------------------------------------------------------
+// Housekeeping.
+
+/// The server purges sessions past either cutoff once a minute; the store
+/// call it makes removes exactly those, and what it removed stays ended.
+async fn expired_sessions_are_purged_and_live_ones_kept(app: TestApp) {
+    use rekisteri::domain::session::SessionId;
+    use rekisteri::store::{NewSession, SessionCutoffs};
+
+    let key = app
+        .store
+        .find_key(ApiKey::parse(&app.key).unwrap().digest())
+        .await
+        .unwrap()
+        .expect("the test key exists");
+    let now = now_millis();
+    let mut ids = Vec::new();
+    // Within the server's own limits (30 minutes idle, 12 hours in all), so
+    // that its purge, which runs as it starts, leaves them alone: signed in
+    // twenty minutes ago and last seen then; signed in twenty minutes ago
+    // and seen now; signed in now.
+    let twenty_minutes_ago = now - 20 * 60_000;
+    for (created, seen) in [
+        (twenty_minutes_ago, twenty_minutes_ago),
+        (twenty_minutes_ago, now),
+        (now, now),
+    ] {
+        let id = SessionId::generate().unwrap();
+        let session = NewSession {
+            digest: id.digest(),
+            account: key.account,
+            key_id: key.id,
+            csrf: "t".repeat(64),
+        };
+        app.store.create_session(session, created).await.unwrap();
+        if seen != created {
+            let far = SessionCutoffs {
+                idle_before: i64::MIN,
+                created_before: i64::MIN,
+            };
+            let found = app
+                .store
+                .find_session(id.digest(), seen, far)
+                .await
+                .unwrap();
+            assert!(found.is_some(), "a session within no limits is live");
+        }
+        ids.push(id);
+    }
+
+    // Idle for more than ten minutes, or older than twenty-five.
+    let cutoffs = SessionCutoffs {
+        idle_before: now - 10 * 60_000,
+        created_before: now - 25 * 60_000,
+    };
+    assert_eq!(
+        app.store.purge_sessions(cutoffs).await.unwrap(),
+        1,
+        "only the idle one"
+    );
+    assert_eq!(
+        app.store.purge_sessions(cutoffs).await.unwrap(),
+        0,
+        "nothing twice"
+    );
+    let everything = SessionCutoffs {
+        idle_before: i64::MIN,
+        created_before: i64::MIN,
+    };
+    let live = |id: &SessionId| {
+        let digest = id.digest();
+        let store = app.store.clone();
+        async move {
+            store
+                .find_session(digest, now, everything)
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    assert!(!live(&ids[0]).await, "the purged session is gone for good");
+    assert!(live(&ids[1]).await, "the one in use is kept");
+    assert!(live(&ids[2]).await, "the new one is kept");
+
+    // Past the lifetime, use does not save a session.
+    let later = SessionCutoffs {
+        idle_before: now - 10 * 60_000,
+        created_before: now - 15 * 60_000,
+    };
+    assert_eq!(app.store.purge_sessions(later).await.unwrap(), 1);
+    assert!(
+        !live(&ids[1]).await,
+        "the old one in use ended at its lifetime"
+    );
+    assert!(live(&ids[2]).await);
 }
