@@ -505,3 +505,95 @@ async fn one_idempotency_key_sent_to_both_servers_at_once_makes_exactly_one_chan
     }
     assert_eq!(pair.list_all(0).await.len(), 5, "one customer a key");
 }
+
+/// The session id from a sign-in's `Set-Cookie`.
+fn session_cookie(response: &Response) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("rekisteri_session="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+        .expect("a session cookie")
+}
+
+/// The token of the first form on a page.
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a token")
+        + 19;
+    html[at..at + 64].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_session_from_one_server_works_on_the_other_until_signed_out_there() {
+    let pair = pair_or_skip!(
+        "a_dashboard_session_from_one_server_works_on_the_other_until_signed_out_there"
+    );
+    let browser = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let page = browser
+        .get(format!("{}/app/sign-in", pair.bases[0]))
+        .send()
+        .await
+        .unwrap();
+    let pairing = page
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_owned();
+    let token = csrf_of(&page.text().await.unwrap());
+    let signed_in = browser
+        .post(format!("{}/app/sign-in", pair.bases[0]))
+        .header("Cookie", &pairing)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("csrf", token.as_str()), ("key", &pair.key)]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = format!("rekisteri_session={}", session_cookie(&signed_in));
+
+    // A load balancer may send the next request to the other server.
+    let list = browser
+        .get(format!("{}/app/customers", pair.bases[1]))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    let token = csrf_of(&list.text().await.unwrap());
+    let signed_out = browser
+        .post(format!("{}/app/sign-out", pair.bases[1]))
+        .header("Cookie", &cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), 303);
+
+    let after = browser
+        .get(format!("{}/app/customers", pair.bases[0]))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status(),
+        303,
+        "signed out on one server is signed out on both"
+    );
+    assert_eq!(
+        after.headers().get("location").unwrap(),
+        "/app/sign-in?expired=1"
+    );
+}
