@@ -12,6 +12,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -34,6 +35,12 @@ const FIRSTNAME = 'Ääpeli-Kustaa';
 const FULL_NAME = `${LASTNAME} ${FIRSTNAME}`;
 const LONG_COMPANY = 'Osakeyhtiö Pohjois-Pohjanmaan Sähkönjakelu- ja Kunnossapitopalvelut';
 const LONG_LASTNAME = 'Pohjois-Pohjanmaan-Sairaanhoitopiirin-Kuntayhtymän-Henkilöstöhallinto';
+// Imported from a file; nothing else in the account has this last name.
+const IMPORT_LASTNAME = 'Tuontinen';
+const IMPORT_EMAILS = ['tuonti1@example.fi', 'tuonti2@example.fi', 'tuonti3@example.fi'];
+const CSV_HEADER = 'email,customer_locale,address.firstname,address.lastname,address.city,address.postcode,address.country';
+// What tests/api/browser.rs seeds: Aalto Asiakas01..60, aalto1..60@example.com.
+const SEEDED_EMAILS = Array.from({ length: 60 }, (_, i) => `aalto${i + 1}@example.com`);
 // Well-formed but never issued: the sign-in must refuse it like any bad key.
 const WRONG_KEY = 'deadbeef-00000000000000000000000000000000';
 
@@ -65,6 +72,8 @@ function escapeRegExp(text) {
 async function newContext(browser, viewport) {
   const context = await browser.newContext({
     viewport,
+    // The default, but the export step depends on it.
+    acceptDownloads: true,
     locale: 'en-US',
     extraHTTPHeaders: { 'Accept-Language': 'en-US,en;q=0.9' },
   });
@@ -223,6 +232,38 @@ async function signIn(context) {
 
 function customerLink(page) {
   return page.getByRole('link', { name: FULL_NAME, exact: true });
+}
+
+/** The in-memory CSV of the import step; `secondEmail` is the row on line 3. */
+function importFile(secondEmail) {
+  const rows = [
+    CSV_HEADER,
+    `${IMPORT_EMAILS[0]},fi_FI,Aino,${IMPORT_LASTNAME},Oulu,90100,FI`,
+    `${secondEmail},en_US,Bertta,${IMPORT_LASTNAME},Oulu,90100,FI`,
+    `${IMPORT_EMAILS[2]},fi_FI,Cecilia,${IMPORT_LASTNAME},Oulu,90100,FI`,
+  ];
+  return { name: 'customers.csv', mimeType: 'text/csv', buffer: Buffer.from(rows.join('\n') + '\n', 'utf8') };
+}
+
+/** Searches the list for `text` and returns the number of rows found. */
+async function searchRows(page, text) {
+  await page.getByLabel('Search', { exact: true }).fill(text);
+  await navigate(page, () => page.getByRole('button', { name: 'Search' }).click(), `searching for ${text}`);
+  assertPath(page, new RegExp(`^/app/customers\\?(.*&)?q=${escapeRegExp(text)}(&.*)?$`), `after searching for ${text}`);
+  return page.locator('table tr:has(td)').count();
+}
+
+/** Clicks a download link and returns the download and the file's text. */
+async function downloadFrom(page, linkName) {
+  const [download] = await Promise.all([
+    page.waitForEvent('download', { timeout: WAIT_MS }),
+    page.getByRole('link', { name: linkName, exact: true }).click(),
+  ]);
+  const text = await readFile(await download.path(), 'utf8');
+  assert.equal(await download.failure(), null, `the download of "${linkName}" failed`);
+  await assertNoKey(page, `after "${linkName}"`);
+  assert.ok(!text.includes(API_KEY), `the API key is in the file of "${linkName}"`);
+  return { download, text };
 }
 
 // ---------------------------------------------------------------------------
@@ -440,6 +481,86 @@ async function run(browser) {
     const response = await open(page, customerPath);
     assert.equal(response.status(), 404, 'status of a deleted customer');
     assert.match(await bodyText(page), /No such customer\./);
+  });
+
+  await step('g. a file is imported whole or not at all, and the list is exported', async () => {
+    const importLink = () => page.getByRole('link', { name: 'Import', exact: true });
+    const importButton = () => page.getByRole('button', { name: 'Import', exact: true });
+    const fileInput = () => page.getByLabel('File (CSV or JSON Lines)');
+    const backToList = () => page.getByRole('link', { name: 'Back to the list' });
+
+    await open(page, '/app/customers');
+    await navigate(page, () => importLink().click(), 'Import');
+    assertPath(page, '/app/import', 'after "Import"');
+    await fileInput().setInputFiles(importFile('broken'));
+    let response = await navigate(page, () => importButton().click(), 'importing a file with a bad email');
+    assert.equal(response.request().method(), 'POST', 'the import was no POST');
+    assertPath(page, '/app/import', 'after a refused import');
+    const refused = roleWithText(page, 'alert', 'Nothing was imported.');
+    await expectVisible(refused, 'the alert "Nothing was imported."');
+    const problems = await refused.locator('li').allInnerTexts();
+    assert.equal(problems.length, 1, `the problems listed: ${JSON.stringify(problems)}`);
+    assert.match(problems[0], /^Line 3: Email is not a valid email address$/, 'the problem listed');
+    await shot(page, '12-import-refused.png');
+    await navigate(page, () => backToList().click(), 'Back to the list');
+    assert.equal(await searchRows(page, IMPORT_LASTNAME), 0, 'rows stored by a refused import');
+    assert.match(await bodyText(page), /No customers match\./);
+
+    await navigate(page, () => importLink().click(), 'Import');
+    assertPath(page, '/app/import', 'after "Import"');
+    await fileInput().setInputFiles(importFile(IMPORT_EMAILS[1]));
+    response = await navigate(page, () => importButton().click(), 'importing the fixed file');
+    assert.equal(response.status(), 200, 'status of an import');
+    await expectVisible(roleWithText(page, 'status', 'Imported 3 customers.'), 'the status "Imported 3 customers."');
+    await shot(page, '13-imported.png');
+    await navigate(page, () => backToList().click(), 'Back to the list');
+    assert.equal(await searchRows(page, IMPORT_LASTNAME), 3, 'rows found after the import');
+    for (const firstname of ['Aino', 'Bertta', 'Cecilia']) {
+      const name = `${IMPORT_LASTNAME} ${firstname}`;
+      assert.equal(await page.getByRole('link', { name, exact: true }).count(), 1, `the link "${name}"`);
+    }
+
+    await open(page, '/app/customers');
+    const expected = [...SEEDED_EMAILS, ...IMPORT_EMAILS];
+    const csv = await downloadFrom(page, 'Export CSV');
+    assert.match(csv.download.suggestedFilename(), /\.csv$/, 'the name of the CSV file');
+    const csvLines = csv.text.split(/\r?\n/).filter((line) => line !== '');
+    assert.ok(
+      csvLines[0].startsWith('id,email,customer_locale,address.firstname'),
+      `the CSV header: ${csvLines[0]}`,
+    );
+    assert.equal(csvLines.length, 1 + expected.length, 'lines of the CSV (the header and a row a customer)');
+    for (const email of expected) {
+      assert.ok(csv.text.includes(email), `the CSV lacks ${email}`);
+    }
+    assert.ok(!csv.text.includes('aapeli@example.fi'), 'the deleted customer is in the CSV');
+
+    const jsonl = await downloadFrom(page, 'Export JSON Lines');
+    assert.match(jsonl.download.suggestedFilename(), /\.jsonl$/, 'the name of the JSON Lines file');
+    const records = jsonl.text
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line, i) => {
+        try {
+          return JSON.parse(line);
+        } catch (error) {
+          throw new Error(`line ${i + 1} of the JSON Lines is no JSON: ${line.slice(0, 200)}`);
+        }
+      });
+    for (const record of records) {
+      const described = JSON.stringify(record).slice(0, 200);
+      assert.ok(record.id !== undefined && record.id !== null, `a record without an id: ${described}`);
+      assert.ok(
+        typeof record.address === 'object' && record.address !== null && !Array.isArray(record.address),
+        `a record without an address object: ${described}`,
+      );
+    }
+    assert.deepEqual(
+      records.map((record) => record.email).sort(),
+      [...expected].sort(),
+      'the emails in the JSON Lines',
+    );
+    return `${csvLines.length - 1} CSV rows, ${records.length} JSON lines`;
   });
 
   await step('h. focus is visible when tabbing from the top of the sign-in page', async () => {

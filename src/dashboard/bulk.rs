@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::customers::FIELDS;
 use super::session::{check_form, require};
 use super::text::{Lang, problem};
 use super::{Ctx, page, unavailable, views};
@@ -215,11 +216,19 @@ pub async fn import(
     }
 }
 
-/// `Line 3: address.postcode is required`, in the page's language.
+/// `Line 3: Postcode is required`, in the page's language: a column the
+/// form has is named by the form's label, any other by its path.
 fn problem_line(lang: Lang, line: u64, field: &str, message: &str) -> String {
+    let name = field.strip_prefix("address.").unwrap_or(field);
+    let subject = match FIELDS.iter().find(|f| f.name == name) {
+        Some(f) => format!("{} ", f.label(lang)),
+        None if field == "row" => lang.pick("Rivi ", "The row ").to_owned(),
+        None => format!("{field} "),
+    };
+    let message = problem(lang, message);
     match lang {
-        Lang::Fi => format!("Rivi {line}: {field} {}", problem(lang, message)),
-        Lang::En => format!("Line {line}: {field} {message}"),
+        Lang::Fi => format!("Rivi {line}: {subject}{message}"),
+        Lang::En => format!("Line {line}: {subject}{message}"),
     }
 }
 
@@ -276,5 +285,30 @@ fn format_of(name: &str, path: &std::path::Path) -> Format {
         Format::Jsonl
     } else {
         Format::Csv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_names_its_column_as_the_form_does() {
+        assert_eq!(
+            problem_line(Lang::En, 3, "address.postcode", "is required"),
+            "Line 3: Postcode is required"
+        );
+        assert_eq!(
+            problem_line(Lang::Fi, 3, "email", "is not a valid email address"),
+            "Rivi 3: Sähköposti ei ole kelvollinen sähköpostiosoite"
+        );
+        assert_eq!(
+            problem_line(Lang::En, 9, "row", "has 3 cells, not 7"),
+            "Line 9: The row has 3 cells, not 7"
+        );
+        assert_eq!(
+            problem_line(Lang::En, 2, "nickname", "is not a known field"),
+            "Line 2: nickname is not a known field"
+        );
     }
 }

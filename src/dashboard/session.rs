@@ -220,7 +220,7 @@ pub async fn sign_in(
 
     let key = field(&fields, "key").map(str::trim).and_then(ApiKey::parse);
     let found = match key {
-        Some(key) => state.store.find_key(key.digest()).await,
+        Some(key) => find_live_key(&state, &key).await,
         None => Ok(None),
     };
     let key = match found {
@@ -272,6 +272,25 @@ pub async fn sign_in(
         set_cookie(SIGN_IN_COOKIE, "", Duration::ZERO, secure),
     );
     response
+}
+
+/// The key, when it exists and is not revoked. Going through the API's own
+/// check records the key's use, so that a key used only to sign in does not
+/// look unused to an operator deciding which keys to revoke.
+async fn find_live_key(
+    state: &AppState,
+    key: &ApiKey,
+) -> Result<Option<crate::store::KeyInfo>, StoreError> {
+    let digest = key.digest();
+    if state
+        .store
+        .authenticate(digest, now_millis())
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    state.store.find_key(digest).await
 }
 
 pub async fn sign_out(

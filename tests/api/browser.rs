@@ -2,8 +2,9 @@
 //! Chromium, driven by `e2e/dashboard.mjs` through playwright-core, signs in
 //! with a key (after a wrong one), creates a customer (after a refused
 //! email), finds it on the list's second page and by search, edits it, has
-//! an edit without its CSRF token refused, deletes it, switches to Finnish
-//! and back, and signs out, after which the old session cookie opens
+//! an edit without its CSRF token refused, deletes it, imports a file that
+//! is refused whole and then the corrected one, downloads both exports,
+//! switches to Finnish and back, and signs out, after which the old session cookie opens
 //! nothing. Along the way it checks that no page holds the API key, that
 //! the pages fit a phone's screen and that keyboard focus is visible, and
 //! leaves screenshots in `target/e2e-screenshots/<store>/`.
