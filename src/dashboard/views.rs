@@ -227,9 +227,9 @@ pub fn customer(ctx: &Ctx, c: &Customer, zone: &TimeZone, status: Option<&str>) 
                 dt { (t.pick("Tunniste", "Id")) }
                 dd { (c.id) }
                 dt { (t.pick("Luotu", "Created")) }
-                dd { (render(c.created_at, zone)) }
+                dd { (when(t, c.created_at, zone)) }
                 dt { (t.pick("Muutettu", "Updated")) }
-                dd { (render(c.updated_at, zone)) }
+                dd { (when(t, c.updated_at, zone)) }
             }
             ul.actions {
                 li { a.button href={ "/app/customers/" (c.id) "/edit" } { (t.pick("Muokkaa", "Edit")) } }
@@ -237,6 +237,20 @@ pub fn customer(ctx: &Ctx, c: &Customer, zone: &TimeZone, status: Option<&str>) 
             }
         },
     )
+}
+
+/// An instant as a person reads it, in the display zone, inside a `<time>`
+/// that carries the API's exact form.
+fn when(lang: super::text::Lang, millis: i64, zone: &TimeZone) -> Markup {
+    let exact = render(millis, zone);
+    let shown = jiff::Timestamp::from_millisecond(millis)
+        .map(|instant| {
+            let local = instant.to_zoned_datetime(zone.clone());
+            let format = lang.pick("%-d.%-m.%Y klo %H.%M.%S", "%-d %b %Y, %H:%M:%S");
+            local.strftime(format).to_string()
+        })
+        .unwrap_or_else(|_| exact.clone());
+    html! { time datetime=(exact) { (shown) } }
 }
 
 fn locale_name(lang: super::text::Lang, code: &str) -> &'static str {
@@ -296,6 +310,12 @@ pub fn customer_form(ctx: &Ctx, p: &FormPage<'_>) -> Markup {
         ),
     };
     let errors = &p.form.errors;
+    // Without a script, autofocus is how a refused form puts the keyboard,
+    // and a screen reader's attention, on the first field to fix.
+    let first_invalid = FIELDS
+        .iter()
+        .find(|f| errors.contains_key(f.name))
+        .map(|f| f.name);
     layout(
         ctx,
         &title,
@@ -347,6 +367,7 @@ pub fn customer_form(ctx: &Ctx, p: &FormPage<'_>) -> Markup {
                             }
                             @if f.kind == Kind::Locale {
                                 select id=(f.name) name=(f.name)
+                                    autofocus[first_invalid == Some(f.name)]
                                     aria-invalid=[error.map(|_| "true")]
                                     aria-describedby=[error.map(|_| error_id.as_str())] {
                                     option value="fi_FI" selected[value != "en_US"] { (locale_name(t, "fi_FI")) }
@@ -356,6 +377,7 @@ pub fn customer_form(ctx: &Ctx, p: &FormPage<'_>) -> Markup {
                                 input id=(f.name) name=(f.name) value=(value)
                                     type=(match f.kind { Kind::Email => "email", Kind::Tel => "tel", _ => "text" })
                                     autocomplete=(f.autocomplete)
+                                    autofocus[first_invalid == Some(f.name)]
                                     aria-invalid=[error.map(|_| "true")]
                                     aria-describedby=[error.map(|_| error_id.as_str())];
                             }
