@@ -19,7 +19,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::customer::Customer;
 use crate::domain::input::{ValidationErrors, parse_new};
@@ -216,6 +216,14 @@ pub async fn import(
     // The file is read and validated on a thread of its own while the store
     // inserts what it has been sent, so parsing and writing overlap.
     let (rows, received) = mpsc::channel(1024);
+    // The store commits once the channel closes, and the reader and (on
+    // SQLite) the store's writer run on threads of their own, which go on
+    // when this future is dropped (a request given up on, a client gone).
+    // So the reader, having read everything, closes the channel only when
+    // this future says to go on; if it is gone instead, the reader abandons
+    // the import and nothing is stored.
+    let (read_all, all_read) = oneshot::channel::<()>();
+    let (go_on, proceed) = oneshot::channel::<()>();
     let reader = {
         let progress = progress.clone();
         tokio::task::spawn_blocking(move || {
@@ -231,12 +239,23 @@ pub async fn import(
                 Format::Csv => reader.csv(input),
                 Format::Jsonl => reader.jsonl(input),
             };
+            let _ = read_all.send(());
+            let outcome = match proceed.blocking_recv() {
+                Ok(()) => outcome,
+                Err(_) => Err(anyhow::anyhow!("the import was abandoned before it ended")),
+            };
             reader.finish(outcome)
         })
     };
-    let stored = store
-        .import_customers(account, received, now_millis())
-        .await;
+    let signal = async move {
+        if all_read.await.is_ok() {
+            let _ = go_on.send(());
+        }
+    };
+    let (stored, ()) = tokio::join!(
+        store.import_customers(account, received, now_millis()),
+        signal
+    );
     let read = reader.await.context("the file reader panicked")?;
     progress.finish_and_clear();
     // A store that failed by itself says why first: the reader then only

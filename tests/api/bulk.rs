@@ -344,4 +344,62 @@ on_every_store!(
     a_json_lines_file_round_trips_as_the_api_shows_customers,
     one_bad_row_imports_nothing_and_names_its_line_and_field,
     skip_invalid_imports_the_rest_and_writes_the_rejects,
+    an_import_given_up_on_stores_nothing,
 );
+
+/// An import whose caller goes away (a request that timed out, a browser
+/// that closed) must not commit behind its back, although its reader and
+/// SQLite's writer run on threads that outlive the call.
+async fn an_import_given_up_on_stores_nothing(app: TestApp) {
+    use rekisteri::bulk::{self, Format, ImportOptions};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.jsonl");
+    let lines: String = (0..20_000)
+        .map(|n| format!("{}\n", crate::support::customer(n)))
+        .collect();
+    std::fs::write(&path, lines).unwrap();
+    let account = app
+        .store
+        .find_key(
+            rekisteri::domain::api_key::ApiKey::parse(&app.key)
+                .unwrap()
+                .digest(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .account;
+
+    let import = bulk::import(
+        app.store.clone(),
+        account,
+        &path,
+        Format::Jsonl,
+        ImportOptions::default(),
+        indicatif::ProgressBar::hidden(),
+    );
+    let outcome = tokio::time::timeout(Duration::from_millis(20), import).await;
+    assert!(outcome.is_err(), "20 000 rows take longer than 20 ms");
+    // SQLite's one writer takes jobs in order, so once a create made after
+    // it is answered, the abandoned import has ended one way or the other.
+    let marker = app.create(&crate::support::customer(99_999)).await;
+    let stored = app.list_all().await;
+    assert_eq!(stored.len(), 1, "nothing of the import was stored");
+    assert_eq!(stored[0], marker);
+
+    // The store is not left stuck: the next import goes through.
+    let again = bulk::import(
+        app.store.clone(),
+        account,
+        &path,
+        Format::Jsonl,
+        ImportOptions::default(),
+        indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.imported, 20_000);
+    assert_eq!(app.list_all().await.len(), 20_001);
+}
