@@ -94,10 +94,7 @@ async fn purge_expired(
                 }
             }
         }
-        let cutoffs = crate::store::SessionCutoffs {
-            idle_before: now.saturating_sub(millis(idle)),
-            created_before: now.saturating_sub(millis(lifetime)),
-        };
+        let cutoffs = crate::store::SessionCutoffs::at(now, idle, lifetime);
         loop {
             match store.purge_sessions(cutoffs).await {
                 Ok(n) if n >= 1000 => tokio::task::yield_now().await,

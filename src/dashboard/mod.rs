@@ -30,8 +30,6 @@ use crate::http::AppState;
 use crate::store::StoreError;
 use text::Lang;
 
-pub use session::SESSION_COOKIE;
-
 /// The style sheet, embedded so that the binary serves everything it shows.
 const STYLE: &str = include_str!("../../assets/app.css");
 
@@ -103,10 +101,66 @@ fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
+/// Whether a request path is the dashboard's.
+pub fn is_dashboard_path(path: &str) -> bool {
+    path == "/app" || path.starts_with("/app/")
+}
+
+/// An error answered by a layer outside the dashboard (a limit, a method
+/// that is not allowed, a malformed query) as a page of the dashboard,
+/// keeping its status and headers such as `Retry-After` and `Allow`.
+pub fn errors_as_pages(response: Response, request_headers: &HeaderMap) -> Response {
+    let status = response.status();
+    let is_page = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_page {
+        return response;
+    }
+    let ctx = Ctx::new(request_headers, &Uri::from_static("/"), None);
+    let t = ctx.lang;
+    let (title, body) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            t.pick("Liian suuri", "Too large"),
+            t.pick("Lähetetty tieto on liian suuri.", "What was sent is too large."),
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            t.pick("Palvelu on ruuhkainen", "The service is busy"),
+            t.pick(
+                "Palvelin ei ehtinyt vastata. Tarkista, tallentuiko muutoksesi, ennen kuin yrität uudelleen.",
+                "The server could not answer in time. Check whether your change was saved before you try again.",
+            ),
+        ),
+        s if s.is_server_error() => (
+            t.pick("Jotain meni vikaan", "Something went wrong"),
+            t.pick("Palvelimella tapahtui virhe.", "The server failed."),
+        ),
+        _ => (
+            t.pick("Pyyntöä ei voitu käsitellä", "The request was refused"),
+            t.pick(
+                "Tätä ei voi tehdä tässä osoitteessa. Palaa luetteloon ja yritä uudelleen.",
+                "This cannot be done at this address. Go back to the list and try again.",
+            ),
+        ),
+    };
+    let (mut parts, _) = response.into_parts();
+    let (new_parts, body) = page(status, views::message_page(&ctx, title, body)).into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(new_parts.headers);
+    let mut response = Response::from_parts(parts, body);
+    add_page_headers(response.headers_mut());
+    response
+}
+
 /// Pages never run a script, never load anything from elsewhere and never
 /// appear inside another site's frame.
 async fn page_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
+    add_page_headers(response.headers_mut());
+    response
+}
+
+fn add_page_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -119,7 +173,6 @@ async fn page_headers(mut response: Response) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
-    response
 }
 
 async fn home(headers: HeaderMap, state: axum::extract::State<AppState>) -> Response {

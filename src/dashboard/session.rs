@@ -35,16 +35,10 @@ pub struct Live {
     pub csrf: String,
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// The cutoffs of the settings as of `now`.
 pub fn cutoffs(state: &AppState, now: i64) -> SessionCutoffs {
-    SessionCutoffs {
-        idle_before: now.saturating_sub(millis(state.settings.session_idle)),
-        created_before: now.saturating_sub(millis(state.settings.session_lifetime)),
-    }
+    let settings = &state.settings;
+    SessionCutoffs::at(now, settings.session_idle, settings.session_lifetime)
 }
 
 fn session_id(headers: &HeaderMap) -> Option<SessionId> {
@@ -115,27 +109,34 @@ fn refused(headers: &HeaderMap, uri: &Uri) -> Response {
     )
 }
 
-/// A request without an `Origin` (an older browser) passes; one with an
-/// `Origin` must name this host, over either scheme, since a proxy in front
-/// may have spoken TLS.
+/// Whether a form was sent from one of our own pages. A browser that says
+/// where a request comes from (`Sec-Fetch-Site`, sent by every current one)
+/// is believed: a proxy in front may have rewritten `Host`, so that header
+/// is not compared then. Otherwise an `Origin`, when sent, must name the
+/// host the request was made to, over either scheme (a proxy in front may
+/// have spoken TLS), as `Host` or a proxy's `X-Forwarded-Host` says; a page
+/// on another site cannot set either header on a form it sends.
 fn same_origin(headers: &HeaderMap) -> bool {
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v != "same-origin" && v != "none")
-    {
-        return false;
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site == "same-origin" || site == "none";
     }
     let Some(origin) = headers.get(ORIGIN) else {
         return true;
     };
-    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
-    let origin = origin.to_str().ok();
-    match (origin, host) {
-        (Some(origin), Some(host)) => ["http://", "https://"]
-            .iter()
-            .any(|scheme| origin.strip_prefix(scheme) == Some(host)),
-        _ => false,
-    }
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let hosts = [headers.get(HOST), headers.get("x-forwarded-host")];
+    hosts
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(',').next())
+        .any(|host| {
+            ["http://", "https://"]
+                .iter()
+                .any(|scheme| origin.strip_prefix(scheme) == Some(host.trim()))
+        })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -386,5 +387,26 @@ mod tests {
         headers.remove(ORIGIN);
         headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&headers));
+        headers.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
+        assert!(!same_origin(&headers));
+    }
+
+    #[test]
+    fn behind_a_proxy_that_rewrites_host_our_own_forms_pass() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        headers.insert(
+            ORIGIN,
+            HeaderValue::from_static("https://rekisteri.example.fi"),
+        );
+        assert!(!same_origin(&headers));
+        headers.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("rekisteri.example.fi"),
+        );
+        assert!(same_origin(&headers));
+        headers.remove("x-forwarded-host");
+        headers.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&headers));
     }
 }

@@ -142,6 +142,12 @@ pub async fn limit_in_flight(
 /// A write already handed to the store may still commit after that answer;
 /// a client that retries it cannot tell, and may create a duplicate.
 pub async fn limit_time(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // A dashboard import is bounded by its upload limit instead: cutting it
+    // off would only throw away an upload that was still arriving or an
+    // import that was nearly done (it stores nothing when cut off).
+    if request.method() == axum::http::Method::POST && request.uri().path() == "/app/import" {
+        return next.run(request).await;
+    }
     match tokio::time::timeout(state.settings.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::TimedOut.into_response(),
@@ -152,8 +158,15 @@ pub async fn limit_time(State(state): State<AppState>, request: Request, next: N
 /// `405` from the method router, say), keeping their headers, such as
 /// `Allow`.
 pub async fn envelope_bare_errors(request: Request, next: Next) -> Response {
+    // A person in the dashboard gets a page, not JSON, whichever layer
+    // refused the request.
+    let dashboard = crate::dashboard::is_dashboard_path(request.uri().path())
+        .then(|| request.headers().clone());
     let response = next.run(request).await;
     let status = response.status();
+    if let Some(headers) = dashboard {
+        return crate::dashboard::errors_as_pages(response, &headers);
+    }
     // The dashboard's error pages are HTML of their own.
     let has_own_body = response
         .headers()

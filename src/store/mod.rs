@@ -98,12 +98,26 @@ pub struct Session {
 pub struct SessionCutoffs {
     pub idle_before: i64,
     pub created_before: i64,
+    /// How long after the recorded last use a use is written down again.
+    /// The idle expiry is that much coarser than the setting; in return a
+    /// person clicking through pages does not make a write of every click.
+    pub seen_resolution: i64,
 }
 
-/// How often a session's last use is written down at most: its idle expiry
-/// is this much coarser than the setting, and browsing is not a stream of
-/// writes.
-pub const SESSION_SEEN_RESOLUTION_MS: i64 = 1_000;
+impl SessionCutoffs {
+    /// The cutoffs at `now` for sessions that may go `idle` long unused and
+    /// last `lifetime` at most.
+    pub fn at(now: i64, idle: std::time::Duration, lifetime: std::time::Duration) -> Self {
+        let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        SessionCutoffs {
+            idle_before: now.saturating_sub(millis(idle)),
+            created_before: now.saturating_sub(millis(lifetime)),
+            // A thirtieth of the idle limit (a minute of the default half
+            // hour) keeps the expiry within a few per cent of the setting.
+            seen_resolution: (millis(idle) / 30).clamp(1, 60_000),
+        }
+    }
+}
 
 /// One page of an account's customers in list order.
 #[derive(Debug, Clone)]
@@ -333,7 +347,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// The session with this digest if it is live: not ended, within both
     /// cutoffs, and its key not revoked. Records that it was seen now, at
-    /// most once per [`SESSION_SEEN_RESOLUTION_MS`].
+    /// most once per the cutoffs' resolution, and without holding up the
+    /// answer: a failure only makes the session end a little sooner.
     async fn find_session(
         &self,
         digest: SessionDigest,

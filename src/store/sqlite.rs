@@ -21,8 +21,8 @@ use tokio::sync::{Semaphore, oneshot};
 use super::paging::{self, PageKey, PageRows, PageStarts, Position, Start};
 use super::{
     Account, AccountId, Answer, CustomerPage, ExportBatch, Idempotency, ImportRows, KeyInfo,
-    NewKey, NewSession, SESSION_SEEN_RESOLUTION_MS, Session, SessionCutoffs, Stat, Store,
-    StoreError, StoreResult, WriteOp, WriteReply, WriteResult, migrations,
+    NewKey, NewSession, Session, SessionCutoffs, Stat, Store, StoreError, StoreResult, WriteOp,
+    WriteReply, WriteResult, migrations,
 };
 use crate::domain::PAGE_SIZE;
 use crate::domain::api_key::KeyDigest;
@@ -1194,17 +1194,20 @@ impl Store for SqliteStore {
         let Some(session) = found else {
             return Ok(None);
         };
-        if now - session.last_seen_at >= SESSION_SEEN_RESOLUTION_MS {
-            // Waited for, unlike a key's last use: the idle expiry depends
-            // on it.
-            self.run_write(move |conn| {
-                conn.execute(
-                    "UPDATE sessions SET last_seen_at = ?1 WHERE digest = ?2",
-                    params![now, &digest.0[..]],
-                )?;
-                Ok(())
-            })
-            .await?;
+        if now - session.last_seen_at >= cutoffs.seen_resolution {
+            // Not waited for: a writer busy with an import must not hold up
+            // every page. The writer takes jobs in order, so the next
+            // request of the session, whatever it writes, comes after this.
+            self.submit(Box::new(move |conn| {
+                let ok = conn.is_some_and(|conn| {
+                    conn.execute(
+                        "UPDATE sessions SET last_seen_at = MAX(last_seen_at, ?1) WHERE digest = ?2",
+                        params![now, &digest.0[..]],
+                    )
+                    .is_ok()
+                });
+                (ok, Box::new(|_| {}))
+            }))?;
         }
         Ok(Some(session))
     }

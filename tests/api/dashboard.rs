@@ -1939,6 +1939,7 @@ async fn expired_sessions_are_purged_and_live_ones_kept(app: TestApp) {
             let far = SessionCutoffs {
                 idle_before: i64::MIN,
                 created_before: i64::MIN,
+                seen_resolution: 1,
             };
             let found = app
                 .store
@@ -1954,6 +1955,7 @@ async fn expired_sessions_are_purged_and_live_ones_kept(app: TestApp) {
     let cutoffs = SessionCutoffs {
         idle_before: now - 10 * 60_000,
         created_before: now - 25 * 60_000,
+        seen_resolution: 1,
     };
     assert_eq!(
         app.store.purge_sessions(cutoffs).await.unwrap(),
@@ -1968,6 +1970,7 @@ async fn expired_sessions_are_purged_and_live_ones_kept(app: TestApp) {
     let everything = SessionCutoffs {
         idle_before: i64::MIN,
         created_before: i64::MIN,
+        seen_resolution: 1,
     };
     let live = |id: &SessionId| {
         let digest = id.digest();
@@ -1988,6 +1991,7 @@ async fn expired_sessions_are_purged_and_live_ones_kept(app: TestApp) {
     let later = SessionCutoffs {
         idle_before: now - 10 * 60_000,
         created_before: now - 15 * 60_000,
+        seen_resolution: 1,
     };
     assert_eq!(app.store.purge_sessions(later).await.unwrap(), 1);
     assert!(

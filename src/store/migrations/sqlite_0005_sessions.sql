@@ -11,3 +11,4 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_key ON sessions (key_id);
 CREATE INDEX sessions_by_last_seen ON sessions (last_seen_at);
+CREATE INDEX sessions_by_created ON sessions (created_at);
