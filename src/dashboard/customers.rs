@@ -228,6 +228,22 @@ impl FormState {
         }
     }
 
+    /// The values an edit form started from, which it sends back as
+    /// `was.<field>`; a form that does not (one not made by these pages)
+    /// counts as made from what is stored now.
+    fn originals(fields: &[(String, String)], stored: &Customer) -> FormState {
+        FormState {
+            values: FIELDS
+                .iter()
+                .map(|f| {
+                    let sent = field(fields, &format!("was.{}", f.name));
+                    (f.name, sent.map_or_else(|| f.of(stored), str::to_owned))
+                })
+                .collect(),
+            errors: HashMap::new(),
+        }
+    }
+
     pub fn value(&self, name: &str) -> &str {
         self.values.get(name).map_or("", String::as_str)
     }
@@ -267,17 +283,15 @@ fn create_body(form: &FormState) -> Value {
     Value::Object(top)
 }
 
-/// An update's body: only the fields whose value differs from the stored
-/// one, so that an edit never touches what the person did not change. An
-/// emptied optional field is cleared.
-fn update_body(form: &FormState, stored: &Customer) -> Value {
+/// An update's body: only the fields the person changed from the values
+/// the form started from, so that an edit never touches what they did not
+/// change, even if someone else changed it meanwhile. An emptied optional
+/// field is cleared.
+fn update_body(form: &FormState, was: &FormState) -> Value {
     let mut top = Map::new();
     let mut address = Map::new();
-    for spec in &FIELDS {
+    for spec in changed(form, was) {
         let value = form.value(spec.name).trim();
-        if value == spec.of(stored) {
-            continue;
-        }
         let value = if value.is_empty() && !spec.required {
             Value::Null
         } else {
@@ -294,6 +308,17 @@ fn update_body(form: &FormState, stored: &Customer) -> Value {
         top.insert("address".to_owned(), Value::Object(address));
     }
     Value::Object(top)
+}
+
+/// The fields whose value in `form` differs from the one in `was`, as the
+/// API would store them (trimmed).
+fn changed<'f>(
+    form: &'f FormState,
+    was: &'f FormState,
+) -> impl Iterator<Item = &'static FormField> + 'f {
+    FIELDS
+        .iter()
+        .filter(move |f| form.value(f.name).trim() != was.value(f.name).trim())
 }
 
 /// `Lastname Firstname`, the way the list is sorted.
@@ -495,7 +520,10 @@ pub async fn edit_form(
     let form = FormState::of(&customer);
     page(
         StatusCode::OK,
-        views::customer_form(&ctx, &views::FormPage::edit(&form, &customer, None)),
+        views::customer_form(
+            &ctx,
+            &views::FormPage::edit(&form, &customer, customer.version, &form),
+        ),
     )
 }
 
@@ -516,28 +544,36 @@ pub async fn update(
     }
     let t = ctx.lang;
     let mut form = FormState::submitted_over(&fields, &stored);
+    let was = FormState::originals(&fields, &stored);
     // The page's form always sends the version it was made from; without
     // one, as with the API's PUT without If-Match, the last write wins.
     let version = field(&fields, "version").map(|v| v.trim().parse::<i64>().unwrap_or(-1));
     if version.is_some_and(|v| v != stored.version) {
-        return conflict(&ctx, &form, &stored);
+        // Someone else changed the customer since the form was made. As in
+        // the API, changes to different fields both stand; a field that
+        // both changed, to different values, is for the person to decide.
+        let clashes = clashes(t, &form, &was, &stored);
+        if !clashes.is_empty() {
+            return conflict(&ctx, &clashes, &stored);
+        }
     }
-    let patch = match CustomerPatch::parse(&update_body(&form, &stored)) {
+    let patch = match CustomerPatch::parse(&update_body(&form, &was)) {
         Ok(patch) => patch,
         Err(errors) => {
             form.refuse(&errors, t);
+            let base = version.unwrap_or(stored.version);
             return page(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                views::customer_form(&ctx, &views::FormPage::edit(&form, &stored, None)),
+                views::customer_form(&ctx, &views::FormPage::edit(&form, &stored, base, &was)),
             );
         }
     };
     let op = WriteOp::Update {
         id: stored.id,
         patch,
-        // The store checks the version again inside its transaction, so a
-        // change that lands between our read and this write is not lost.
-        precondition: version.map(|v| Precondition::Version(vec![v])),
+        // Checked again inside the store's transaction: a change that lands
+        // between our read and this write was not compared above.
+        precondition: version.map(|_| Precondition::Version(vec![stored.version])),
     };
     match state
         .store
@@ -549,10 +585,18 @@ pub async fn update(
                 see_other(&format!("/app/customers/{}?done=updated", stored.id))
             }
             WriteResult::NotFound => no_such_customer(&ctx),
-            // Changed between our read and the write: shown as above, from
-            // what is stored now.
+            // Changed in that moment: shown as a conflict, against what is
+            // stored now.
             _ => match state.store.get_customer(live.account, stored.id).await {
-                Ok(Some(current)) => conflict(&ctx, &form, &current),
+                Ok(Some(current)) => {
+                    let mut clashes = clashes(t, &form, &was, &current);
+                    if clashes.is_empty() {
+                        clashes = changed(&form, &was)
+                            .map(|f| clash_line(t, f, form.value(f.name), &f.of(&current)))
+                            .collect();
+                    }
+                    conflict(&ctx, &clashes, &current)
+                }
                 Ok(None) => no_such_customer(&ctx),
                 Err(e) => unavailable(&ctx, e),
             },
@@ -565,32 +609,56 @@ pub async fn update(
     }
 }
 
-/// The answer to an edit made on a customer that has changed since the form
-/// was loaded. The form shows what is stored now, with its new version, so
-/// that saving it again cannot undo the other change unseen; what the person
-/// had typed differently is listed above it, to be entered again where it
-/// still holds.
-fn conflict(ctx: &Ctx, typed: &FormState, current: &Customer) -> Response {
-    let t = ctx.lang;
-    let yours: Vec<String> = FIELDS
-        .iter()
-        .filter(|f| typed.value(f.name).trim() != f.of(current))
-        .map(|f| {
-            let value = typed.value(f.name).trim();
-            let value = if value.is_empty() {
-                t.pick("(tyhjä)", "(empty)")
-            } else {
-                value
-            };
-            format!("{}: {value}", f.label(t))
+/// The fields that the person changed and someone else changed too, to a
+/// different value, each as a line for the conflict page.
+fn clashes(lang: Lang, form: &FormState, was: &FormState, current: &Customer) -> Vec<String> {
+    changed(form, was)
+        .filter(|f| {
+            let now = f.of(current);
+            was.value(f.name).trim() != now && form.value(f.name).trim() != now
         })
-        .collect();
+        .map(|f| clash_line(lang, f, form.value(f.name), &f.of(current)))
+        .collect()
+}
+
+fn clash_line(lang: Lang, f: &FormField, yours: &str, stored: &str) -> String {
+    let shown = |v: &str| {
+        if v.trim().is_empty() {
+            lang.pick("(tyhjä)", "(empty)").to_owned()
+        } else {
+            format!("\u{201c}{}\u{201d}", v.trim())
+        }
+    };
+    match lang {
+        Lang::Fi => format!(
+            "{}: sinä kirjoitit {}, nyt tallennettuna on {}",
+            f.label(lang),
+            shown(yours),
+            shown(stored)
+        ),
+        Lang::En => format!(
+            "{}: you entered {}; what is stored now is {}",
+            f.label(lang),
+            shown(yours),
+            shown(stored)
+        ),
+    }
+}
+
+/// The answer to an edit that collides with a change someone else made
+/// meanwhile. The form shows what is stored now, with its version, so that
+/// saving it cannot undo the other change unseen; the fields that collided
+/// are listed with both values, to be entered again where the person's
+/// still hold.
+fn conflict(ctx: &Ctx, clashes: &[String], current: &Customer) -> Response {
+    let t = ctx.lang;
     let alert = t.pick(
-        "Joku muu muutti tätä asiakasta sillä välin. Muutoksiasi ei tallennettu: lomakkeella ovat nyt tallennetut tiedot, joten tee muutoksesi uudelleen, jos ne pätevät yhä.",
-        "Someone else changed this customer meanwhile. Your changes were not saved: the form now shows what is stored, so make your changes again where they still hold.",
+        "Joku muu muutti tätä asiakasta sillä välin. Muutoksiasi ei tallennettu, koska samoja kenttiä oli muutettu: lomakkeella ovat nyt tallennetut tiedot, joten tee muutoksesi uudelleen, jos ne pätevät yhä.",
+        "Someone else changed this customer meanwhile. Your changes were not saved, because the same fields had changed: the form now shows what is stored, so make your changes again where they still hold.",
     );
     let form = FormState::of(current);
-    let view = views::FormPage::edit(&form, current, Some(alert)).with_yours(&yours);
+    let view =
+        views::FormPage::edit(&form, current, current.version, &form).with_alert(alert, clashes);
     page(StatusCode::CONFLICT, views::customer_form(ctx, &view))
 }
 
@@ -671,13 +739,34 @@ mod tests {
 
     #[test]
     fn an_edit_sends_only_what_changed_and_clears_what_was_emptied() {
-        let mut form = FormState::of(&stored());
-        assert_eq!(update_body(&form, &stored()), json!({}));
+        let was = FormState::of(&stored());
+        let mut form = was.clone();
+        assert_eq!(update_body(&form, &was), json!({}));
         form.values.insert("city", " Tampere ".into());
         form.values.insert("address", String::new());
         assert_eq!(
-            update_body(&form, &stored()),
+            update_body(&form, &was),
             json!({"address": {"address": null, "city": "Tampere"}})
+        );
+    }
+
+    #[test]
+    fn only_a_field_both_changed_to_different_values_clashes() {
+        let was = FormState::of(&stored());
+        let mut current = stored();
+        current.data.address.city = "Oulu".into();
+        current.data.address.postcode = "90100".into();
+
+        let mut form = was.clone();
+        form.values.insert("phone", "040 1".into());
+        assert!(clashes(Lang::En, &form, &was, &current).is_empty());
+        // The same new value is no clash either.
+        form.values.insert("postcode", "90100".into());
+        assert!(clashes(Lang::En, &form, &was, &current).is_empty());
+        form.values.insert("city", "Turku".into());
+        assert_eq!(
+            clashes(Lang::En, &form, &was, &current),
+            ["City: you entered \u{201c}Turku\u{201d}; what is stored now is \u{201c}Oulu\u{201d}"]
         );
     }
 

@@ -263,12 +263,13 @@ fn locale_name(lang: super::text::Lang, code: &str) -> &'static str {
 /// What differs between the create and the edit form.
 pub struct FormPage<'a> {
     form: &'a FormState,
-    /// The customer being edited.
-    editing: Option<&'a Customer>,
+    /// The customer being edited, with the version and the values the form
+    /// starts from, which it sends back so that the server can tell what the
+    /// person changed from what someone else changed meanwhile.
+    editing: Option<(&'a Customer, i64, &'a FormState)>,
     alert: Option<&'a str>,
-    /// After a conflict: what the person had typed that differs from what
-    /// is stored now.
-    yours: &'a [String],
+    /// After a conflict: the fields both changed, with each one's values.
+    clashes: &'a [String],
 }
 
 impl<'a> FormPage<'a> {
@@ -277,28 +278,37 @@ impl<'a> FormPage<'a> {
             form,
             editing: None,
             alert: None,
-            yours: &[],
+            clashes: &[],
         }
     }
 
-    pub fn edit(form: &'a FormState, c: &'a Customer, alert: Option<&'a str>) -> FormPage<'a> {
+    pub fn edit(
+        form: &'a FormState,
+        c: &'a Customer,
+        version: i64,
+        was: &'a FormState,
+    ) -> FormPage<'a> {
         FormPage {
             form,
-            editing: Some(c),
-            alert,
-            yours: &[],
+            editing: Some((c, version, was)),
+            alert: None,
+            clashes: &[],
         }
     }
 
-    pub fn with_yours(self, yours: &'a [String]) -> FormPage<'a> {
-        FormPage { yours, ..self }
+    pub fn with_alert(self, alert: &'a str, clashes: &'a [String]) -> FormPage<'a> {
+        FormPage {
+            alert: Some(alert),
+            clashes,
+            ..self
+        }
     }
 }
 
 pub fn customer_form(ctx: &Ctx, p: &FormPage<'_>) -> Markup {
     let t = ctx.lang;
     let (title, action, cancel) = match p.editing {
-        Some(c) => (
+        Some((c, _, _)) => (
             format!("{}: {}", t.pick("Muokkaa", "Edit"), display_name(c)),
             format!("/app/customers/{}/edit", c.id),
             format!("/app/customers/{}", c.id),
@@ -324,9 +334,8 @@ pub fn customer_form(ctx: &Ctx, p: &FormPage<'_>) -> Markup {
             @if let Some(alert) = p.alert {
                 div.notice.error role="alert" {
                     p { (alert) }
-                    @if !p.yours.is_empty() {
-                        p { (t.pick("Sinun arvosi:", "Your values:")) }
-                        ul { @for line in p.yours { li { (line) } } }
+                    @if !p.clashes.is_empty() {
+                        ul { @for line in p.clashes { li { (line) } } }
                     }
                 }
             }
@@ -344,8 +353,11 @@ pub fn customer_form(ctx: &Ctx, p: &FormPage<'_>) -> Markup {
                 @if let Some(csrf) = &ctx.csrf {
                     input type="hidden" name="csrf" value=(csrf);
                 }
-                @if let Some(c) = p.editing {
-                    input type="hidden" name="version" value=(c.version);
+                @if let Some((_, version, was)) = p.editing {
+                    input type="hidden" name="version" value=(version);
+                    @for f in &FIELDS {
+                        input type="hidden" name={ "was." (f.name) } value=(was.value(f.name));
+                    }
                 }
                 p.hint {
                     (t.pick(

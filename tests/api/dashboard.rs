@@ -84,7 +84,9 @@ on_every_store_with!(
     a_post_from_a_foreign_origin_is_forbidden_even_with_the_right_token: Settings::default(),
     the_new_customer_form_validates_like_the_api_and_saves_what_was_typed: Settings::default(),
     editing_changes_only_the_fields_that_differ: Settings::default(),
-    an_edit_from_a_stale_form_is_a_conflict_and_changes_nothing: Settings::default(),
+    an_edit_from_a_stale_form_keeps_the_other_change_to_another_field: Settings::default(),
+    an_edit_from_a_stale_form_is_a_conflict_where_both_changed_a_field: Settings::default(),
+    errors_from_outside_the_pages_are_pages_too: Settings::default(),
     another_accounts_customer_is_the_404_page_on_every_page_and_form: Settings::default(),
     no_page_or_header_ever_contains_the_api_key: Settings::default(),
     the_language_follows_accept_language_and_the_cookie_wins: Settings::default(),
@@ -1456,7 +1458,30 @@ async fn editing_changes_only_the_fields_that_differ(app: TestApp) {
     shown.assert_says("Customer saved.", "after editing");
 }
 
-async fn an_edit_from_a_stale_form_is_a_conflict_and_changes_nothing(app: TestApp) {
+async fn an_edit_from_a_stale_form_keeps_the_other_change_to_another_field(app: TestApp) {
+    let id = id_of(&app.create(&full_customer()).await);
+    let edit_path = format!("/app/customers/{id}/edit");
+    let mut browser = Browser::signed_in(&app, &app.key).await;
+    let mut fields = browser.form(&edit_path, &edit_path).await;
+
+    let meanwhile = app
+        .put_json(
+            &format!("/api/v1/customers/{id}"),
+            &json!({"address": {"city": "Oulu"}}),
+        )
+        .await;
+    assert_eq!(meanwhile.status(), 200);
+
+    // The form still says the old city; only the phone was changed in it.
+    fill(&mut fields, "phone", "0509999999");
+    let page = browser.post_form(&edit_path, &fields).await;
+    id_in(page.location(), "updated");
+    let stored = api_customer(&app, id).await;
+    assert_eq!(stored["address"]["city"], "Oulu", "the other change stands");
+    assert_eq!(stored["address"]["phone"], "0509999999", "and so does ours");
+}
+
+async fn an_edit_from_a_stale_form_is_a_conflict_where_both_changed_a_field(app: TestApp) {
     let id = id_of(&app.create(&full_customer()).await);
     let edit_path = format!("/app/customers/{id}/edit");
     let mut browser = Browser::signed_in(&app, &app.key).await;
@@ -1471,44 +1496,60 @@ async fn an_edit_from_a_stale_form_is_a_conflict_and_changes_nothing(app: TestAp
     assert_eq!(meanwhile.status(), 200);
     let current: Value = meanwhile.json().await.unwrap();
 
+    fill(&mut fields, "city", "Tampere");
     fill(&mut fields, "phone", "0509999999");
     let page = browser.post_form(&edit_path, &fields).await;
-    page.assert_status(409, "a stale version");
+    page.assert_status(409, "both changed the city");
     let alert = page
         .tags()
         .into_iter()
         .find(|t| t.get("role") == Some("alert"))
         .unwrap_or_else(|| panic!("a role=alert: {}", page.excerpt()));
+    let said = inner_text(&page.body, &alert);
     assert!(
-        inner_text(&page.body, &alert).contains("Someone else changed this customer meanwhile."),
+        said.contains("Someone else changed this customer meanwhile."),
         "{}",
         page.excerpt()
     );
+    assert!(said.contains("Tampere") && said.contains("Oulu"), "{said}");
     assert!(
-        page.body.contains("Phone: 0509999999"),
-        "what was typed is listed, to be entered again: {}",
-        page.excerpt()
+        !said.contains("0509999999"),
+        "the phone did not clash: {said}"
     );
     assert_eq!(
         api_customer(&app, id).await,
         current,
-        "the stale edit changed nothing"
+        "nothing of the edit was stored"
     );
-    // The contract: the 409 form shows the current values, so that saving
-    // it again cannot quietly undo the other change.
+    // The form shows what is stored now, so that saving it again cannot
+    // quietly undo the other change.
     let shown = form_fields(&page.body, &edit_path);
-    assert_eq!(
-        field(&shown, "city"),
-        Some("Oulu"),
-        "the 409 form shows the stored city, not the stale one"
-    );
+    assert_eq!(field(&shown, "city"), Some("Oulu"));
     let again = browser.post_form(&edit_path, &shown).await;
     id_in(again.location(), "updated");
-    assert_eq!(
-        api_customer(&app, id).await["address"]["city"],
-        "Oulu",
-        "saving the 409 form again keeps the other change"
-    );
+    assert_eq!(api_customer(&app, id).await["address"]["city"], "Oulu");
+}
+
+/// Errors that layers outside the dashboard answer still reach a person as
+/// a page of the dashboard, in their language, with the page's headers.
+async fn errors_from_outside_the_pages_are_pages_too(app: TestApp) {
+    let mut browser = Browser::signed_in(&app, &app.key).await;
+    for (method, path, status) in [
+        (Method::PUT, "/app/customers", 405),
+        (Method::GET, "/app/customers?q=a&q=b", 400),
+        (Method::GET, "/app/language?set=fi&set=en", 400),
+    ] {
+        let request = browser.request(method, path);
+        let page = browser.send(request).await;
+        page.assert_status(status, path);
+        let content_type = page.headers.get("content-type").unwrap().to_str().unwrap();
+        assert!(
+            content_type.starts_with("text/html"),
+            "{path}: {content_type}"
+        );
+        assert!(page.body.contains("<html lang=\"en\""), "{path}");
+        assert_security_headers(&page, path);
+    }
 }
 
 // ---------------------------------------------------------------------------
