@@ -199,10 +199,15 @@ pub struct ServeArgs {
 
 /// A positive number of seconds from a flag.
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(value)
+    positive(name, value, 1.0, "seconds")
+}
+
+/// A positive number of `unit`s, each `unit_secs` long, from a flag.
+fn positive(name: &str, value: f64, unit_secs: f64, unit: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value * unit_secs)
         .ok()
         .filter(|d| !d.is_zero())
-        .with_context(|| format!("{name} must be a positive number of seconds"))
+        .with_context(|| format!("{name} must be a positive number of {unit}"))
 }
 
 impl Cli {
@@ -241,10 +246,17 @@ impl ServeArgs {
             rate_limit,
             metrics_on_api: self.metrics_listen.is_none(),
             idempotency_ttl: seconds("--idempotency-ttl-secs", self.idempotency_ttl_secs)?,
-            session_idle: seconds("--session-idle-minutes", self.session_idle_minutes * 60.0)?,
-            session_lifetime: seconds(
+            session_idle: positive(
+                "--session-idle-minutes",
+                self.session_idle_minutes,
+                60.0,
+                "minutes",
+            )?,
+            session_lifetime: positive(
                 "--session-lifetime-hours",
-                self.session_lifetime_hours * 3600.0,
+                self.session_lifetime_hours,
+                3600.0,
+                "hours",
             )?,
             trust_forwarded_proto: self.trust_forwarded_proto,
             max_upload_bytes: self.max_upload_bytes,

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::customers::FIELDS;
-use super::session::{check_form, require};
+use super::customers::field_of_path;
+use super::session::{check_form, refused, require};
 use super::text::{Lang, problem};
 use super::{Ctx, page, unavailable, views};
 use crate::bulk::{self, Format, ImportOptions};
@@ -125,10 +125,9 @@ pub async fn import(
     let t = ctx.lang;
     let show = |status, outcome: Outcome| page(status, views::import(&ctx, Some(&outcome)));
 
+    // A body that is not a form upload is not from the import page.
     let Ok(mut upload) = upload else {
-        return check_form(&headers, &uri, None, &live.csrf)
-            .err()
-            .unwrap_or_else(|| show(StatusCode::BAD_REQUEST, Outcome::Failed(String::new())));
+        return refused(&headers, &uri);
     };
     // The page puts the token before the file, so the token is checked
     // before a byte of the file is kept.
@@ -199,19 +198,23 @@ pub async fn import(
             )
         }
         Err(e) => {
-            let busy = e.chain().any(|c| {
-                matches!(
-                    c.downcast_ref::<StoreError>(),
-                    Some(StoreError::Unavailable(_))
-                )
-            });
-            if busy {
-                return unavailable(&ctx, StoreError::Unavailable(e.to_string()));
+            // The store's own failures are the server's, not the file's.
+            let store = e.chain().find_map(|c| c.downcast_ref::<StoreError>());
+            match store {
+                Some(StoreError::Unavailable(m)) => {
+                    unavailable(&ctx, StoreError::Unavailable(m.clone()))
+                }
+                Some(other) => unavailable(&ctx, StoreError::Internal(other.to_string())),
+                None => {
+                    // What is wrong with the file as a whole (its header,
+                    // its encoding), in the reader's own words.
+                    let lead = t.pick("Tiedostoa ei voitu lukea:", "The file could not be read:");
+                    show(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        Outcome::Failed(format!("{lead} {e:#}")),
+                    )
+                }
             }
-            show(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Outcome::Failed(format!("{e:#}")),
-            )
         }
     }
 }
@@ -219,11 +222,11 @@ pub async fn import(
 /// `Line 3: Postcode is required`, in the page's language: a column the
 /// form has is named by the form's label, any other by its path.
 fn problem_line(lang: Lang, line: u64, field: &str, message: &str) -> String {
-    let name = field.strip_prefix("address.").unwrap_or(field);
-    let subject = match FIELDS.iter().find(|f| f.name == name) {
-        Some(f) => format!("{} ", f.label(lang)),
-        None if field == "row" => lang.pick("Rivi ", "The row ").to_owned(),
-        None => format!("{field} "),
+    let subject = match (field_of_path(field), field) {
+        (Some(f), _) => format!("{} ", f.label(lang)),
+        (None, "row" | "body") => lang.pick("Rivi ", "The row ").to_owned(),
+        (None, "address") => lang.pick("Osoite ", "The address ").to_owned(),
+        (None, other) => format!("{other} "),
     };
     let message = problem(lang, message);
     match lang {
@@ -303,8 +306,16 @@ mod tests {
             "Rivi 3: Sähköposti ei ole kelvollinen sähköpostiosoite"
         );
         assert_eq!(
-            problem_line(Lang::En, 9, "row", "has 3 cells, not 7"),
-            "Line 9: The row has 3 cells, not 7"
+            problem_line(Lang::En, 9, "row", "has 3 cells where the header has 7"),
+            "Line 9: The row has 3 cells where the header has 7"
+        );
+        assert_eq!(
+            problem_line(Lang::Fi, 9, "row", "has 3 cells where the header has 7"),
+            "Rivi 9: Rivi sisältää 3 solua, otsikkorivi 7"
+        );
+        assert_eq!(
+            problem_line(Lang::En, 4, "address", "is required"),
+            "Line 4: The address is required"
         );
         assert_eq!(
             problem_line(Lang::En, 2, "nickname", "is not a known field"),

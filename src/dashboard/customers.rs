@@ -15,7 +15,7 @@ use super::session::{Live, check_form, require};
 use super::text::{Lang, problem};
 use super::{Ctx, field, form_fields, page, see_other, unavailable, views};
 use crate::domain::customer::Customer;
-use crate::domain::input::{CustomerPatch, ValidationErrors, parse_new};
+use crate::domain::input::{CustomerPatch, Field, ValidationErrors, parse_new, value_of};
 use crate::domain::search;
 use crate::domain::search::Filter;
 use crate::domain::time::now_millis;
@@ -31,9 +31,11 @@ pub enum Kind {
     Locale,
 }
 
-/// One field of the customer form, named as in the API's objects.
+/// One field of the customer form, named as in the API's objects; which
+/// fields are required and where each lives come from the API's rules.
 #[derive(Debug, Clone, Copy)]
 pub struct FormField {
+    field: Field,
     pub name: &'static str,
     fi: &'static str,
     en: &'static str,
@@ -50,7 +52,7 @@ impl FormField {
 
     /// Whether the API keeps it at the top level rather than in `address`.
     fn top_level(&self) -> bool {
-        matches!(self.name, "email" | "customer_locale")
+        !self.field.in_address()
     }
 
     /// The stored value as the form shows it: absent is empty.
@@ -60,123 +62,106 @@ impl FormField {
 
     /// The stored value, `None` when the field has none.
     pub fn stored(&self, c: &Customer) -> Option<String> {
-        let d = &c.data;
-        let a = &d.address;
-        let text = match self.name {
-            "email" => Some(&d.email),
-            "customer_locale" => return Some(d.locale.as_str().to_owned()),
-            "firstname" => Some(&a.firstname),
-            "lastname" => Some(&a.lastname),
-            "company" => a.company.as_ref(),
-            "company_id" => a.company_id.as_ref(),
-            "address" => a.address.as_ref(),
-            "city" => Some(&a.city),
-            "postcode" => Some(&a.postcode),
-            "phone" => a.phone.as_ref(),
-            "country" => Some(&a.country),
-            _ => None,
-        };
-        text.cloned()
+        value_of(&c.data, self.field).map(str::to_owned)
     }
 }
 
 const fn f(
-    name: &'static str,
+    field: Field,
     fi: &'static str,
     en: &'static str,
-    required: bool,
     kind: Kind,
     autocomplete: &'static str,
 ) -> FormField {
     FormField {
-        name,
+        field,
+        name: field.key(),
         fi,
         en,
-        required,
+        required: field.required(),
         kind,
         autocomplete,
     }
 }
 
-/// The form's fields in the order a person fills them in. The required ones
-/// are the API's; the form marks them but leaves the checking to the
-/// server, so that the messages are the API's own.
+/// The form's fields in the order a person fills them in. The form marks
+/// the required ones but leaves the checking to the server, so that the
+/// messages are the API's own.
 pub const FIELDS: [FormField; 11] = [
     f(
-        "firstname",
+        Field::Firstname,
         "Etunimi",
         "First name",
-        true,
         Kind::Text,
         "given-name",
     ),
     f(
-        "lastname",
+        Field::Lastname,
         "Sukunimi",
         "Last name",
-        true,
         Kind::Text,
         "family-name",
     ),
-    f("email", "Sähköposti", "Email", true, Kind::Email, "email"),
-    f("phone", "Puhelin", "Phone", false, Kind::Tel, "tel"),
+    f(Field::Email, "Sähköposti", "Email", Kind::Email, "email"),
+    f(Field::Phone, "Puhelin", "Phone", Kind::Tel, "tel"),
     f(
-        "company",
+        Field::Company,
         "Yritys",
         "Company",
-        false,
         Kind::Text,
         "organization",
     ),
     f(
-        "company_id",
+        Field::CompanyId,
         "Y-tunnus",
         "Business ID",
-        false,
         Kind::Text,
         "off",
     ),
     f(
-        "address",
+        Field::Street,
         "Katuosoite",
         "Street address",
-        false,
         Kind::Text,
         "street-address",
     ),
     f(
-        "postcode",
+        Field::Postcode,
         "Postinumero",
         "Postcode",
-        true,
         Kind::Text,
         "postal-code",
     ),
     f(
-        "city",
+        Field::City,
         "Postitoimipaikka",
         "City",
-        true,
         Kind::Text,
         "address-level2",
     ),
     f(
-        "country",
+        Field::Country,
         "Maakoodi",
         "Country code",
-        true,
         Kind::Text,
         "country",
     ),
     f(
-        "customer_locale",
+        Field::Locale,
         "Asiakkaan kieli",
         "Customer's language",
-        false,
         Kind::Locale,
         "off",
     ),
 ];
+
+/// The form field a validation error's path (`address.city`) is about.
+pub fn field_of_path(path: &str) -> Option<&'static FormField> {
+    match path.strip_prefix("address.") {
+        Some(key) => FIELDS.iter().find(|f| !f.top_level() && f.name == key),
+        None => FIELDS.iter().find(|f| f.top_level() && f.name == path),
+    }
+}
 
 /// What a form shows: a value for each field, and a message for each field
 /// that was refused.
@@ -251,8 +236,7 @@ impl FormState {
     /// Files each of the API's messages under the field it is about.
     fn refuse(&mut self, errors: &ValidationErrors, lang: Lang) {
         for error in &errors.0 {
-            let name = error.path.strip_prefix("address.").unwrap_or(&error.path);
-            let Some(spec) = FIELDS.iter().find(|f| f.name == name) else {
+            let Some(spec) = field_of_path(&error.path) else {
                 continue;
             };
             let message = format!("{} {}", spec.label(lang), problem(lang, &error.message));
@@ -381,9 +365,7 @@ pub async fn list(
         .filter(|&p| p >= 1)
         .unwrap_or(1);
     let q = query.q.as_deref().unwrap_or("").trim().to_owned();
-    let mut words = search::words(&q);
-    words.sort();
-    words.dedup();
+    let words = search::query_words(&q);
     let found = if words.is_empty() {
         state.store.list_customers(live.account, number).await
     } else {

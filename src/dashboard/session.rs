@@ -14,7 +14,7 @@ use super::cookies::{cookie, secure, set_cookie};
 use super::text::{LANG_COOKIE, Lang};
 use super::{Ctx, field, form_fields, page, see_other, unavailable, views};
 use crate::domain::api_key::ApiKey;
-use crate::domain::session::{SessionDigest, SessionId, random_hex, same_secret};
+use crate::domain::session::{SessionDigest, SessionId, is_token, random_hex, same_secret};
 use crate::domain::time::now_millis;
 use crate::http::AppState;
 use crate::store::{AccountId, NewSession, SessionCutoffs, StoreError};
@@ -93,7 +93,7 @@ pub fn check_form(
 }
 
 /// The answer to a form that failed [`check_form`].
-fn refused(headers: &HeaderMap, uri: &Uri) -> Response {
+pub fn refused(headers: &HeaderMap, uri: &Uri) -> Response {
     let ctx = Ctx::new(headers, uri, None);
     let t = ctx.lang;
     page(
@@ -182,23 +182,20 @@ fn sign_in_form(
     error: Option<&str>,
 ) -> Response {
     let existing = cookie(headers.get_all(COOKIE), SIGN_IN_COOKIE)
-        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|v| is_token(v))
         .map(str::to_owned);
-    let (token, fresh) = match existing {
-        Some(token) => (token, false),
-        None => match random_hex() {
-            Ok(token) => (token, true),
-            Err(e) => return unavailable(ctx, StoreError::Internal(e.to_string())),
-        },
+    let token = match existing.map_or_else(random_hex, Ok) {
+        Ok(token) => token,
+        Err(e) => return unavailable(ctx, StoreError::Internal(e.to_string())),
     };
     let mut response = page(status, views::sign_in(ctx, &token, notice, error));
-    if fresh {
-        let secure = secure(headers, state.settings.trust_forwarded_proto);
-        response.headers_mut().append(
-            SET_COOKIE,
-            set_cookie(SIGN_IN_COOKIE, &token, SIGN_IN_COOKIE_AGE, secure),
-        );
-    }
+    // Set again each time, so that a form just served never outlives its
+    // cookie.
+    let secure = secure(headers, state.settings.trust_forwarded_proto);
+    response.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(SIGN_IN_COOKIE, &token, SIGN_IN_COOKIE_AGE, secure),
+    );
     response
 }
 
@@ -253,6 +250,11 @@ pub async fn sign_in(
     };
     if let Err(e) = state.store.create_session(session, now_millis()).await {
         return unavailable(&ctx, e);
+    }
+    // A browser that signs in again, with its old session still live, has
+    // no more use for that one.
+    if let Some(old) = session_id(&headers) {
+        let _ = state.store.end_session(old.digest()).await;
     }
     tracing::info!(account.id = key.account.0, key.prefix = %key.prefix, "dashboard sign-in");
 
@@ -335,7 +337,7 @@ pub async fn language(
 ) -> Response {
     let back = query
         .back
-        .filter(|b| is_dashboard_path(b))
+        .filter(|b| is_own_page(b))
         .unwrap_or_else(|| "/app".to_owned());
     let mut response = see_other(&back);
     if let Some(lang) = query.set.as_deref().and_then(Lang::parse) {
@@ -349,11 +351,12 @@ pub async fn language(
 }
 
 /// `/app` or a path below it, and nothing a browser could read as another
-/// host (`//evil`, `/app\…`).
-fn is_dashboard_path(path: &str) -> bool {
-    (path == "/app" || path.starts_with("/app/") || path.starts_with("/app?"))
+/// host (`//evil`, `/app\…`); what follows the `?` may hold anything.
+fn is_own_page(path: &str) -> bool {
+    let route = path.split('?').next().unwrap_or("");
+    (route == "/app" || route.starts_with("/app/"))
+        && !route.contains("//")
         && !path.contains('\\')
-        && !path.contains("//")
         && path.bytes().all(|b| b.is_ascii_graphic())
 }
 
@@ -364,13 +367,15 @@ mod tests {
 
     #[test]
     fn only_the_dashboards_own_pages_are_gone_back_to() {
-        assert!(is_dashboard_path("/app/customers?page=2"));
-        assert!(is_dashboard_path("/app"));
-        assert!(!is_dashboard_path("https://evil.example/app"));
-        assert!(!is_dashboard_path("//evil.example"));
-        assert!(!is_dashboard_path("/app//evil.example"));
-        assert!(!is_dashboard_path("/application"));
-        assert!(!is_dashboard_path("/app\\evil"));
+        assert!(is_own_page("/app/customers?page=2"));
+        assert!(is_own_page("/app"));
+        assert!(!is_own_page("https://evil.example/app"));
+        assert!(!is_own_page("//evil.example"));
+        assert!(!is_own_page("/app//evil.example"));
+        assert!(!is_own_page("/application"));
+        assert!(!is_own_page("/app\\evil"));
+        assert!(is_own_page("/app/customers?q=http%3A//x"));
+        assert!(is_own_page("/app?x=1"));
     }
 
     #[test]

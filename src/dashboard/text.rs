@@ -78,6 +78,23 @@ fn preferred(header: &str) -> Option<Lang> {
 /// A validation message of the API (`is not a valid email address`) in
 /// the interface's language, to follow a field's label.
 pub fn problem(lang: Lang, message: &str) -> String {
+    if let Some(detail) = message.strip_prefix("is not valid JSON: ") {
+        return match lang {
+            Lang::Fi => format!("ei ole kelvollista JSONia: {detail}"),
+            Lang::En => message.to_owned(),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("has ") {
+        // `has 3 cells where the header has 7`
+        let numbers: Vec<&str> = rest
+            .split(' ')
+            .filter(|w| w.parse::<u64>().is_ok())
+            .collect();
+        if let (Lang::Fi, [cells, header]) = (lang, numbers.as_slice()) {
+            return format!("sisältää {cells} solua, otsikkorivi {header}");
+        }
+        return message.to_owned();
+    }
     if let Some(rest) = message.strip_prefix("is too long (at most ") {
         let limit = rest.split(' ').next().unwrap_or("");
         return match lang {
@@ -106,6 +123,15 @@ pub fn problem(lang: Lang, message: &str) -> String {
         m if m.starts_with("must be \"fi_FI\"") => {
             ("on oltava suomi tai englanti", "must be Finnish or English")
         }
+        "is not a known field" => ("ei ole tunnettu kenttä", "is not a known field"),
+        "must be a string" => ("on oltava merkkijono", "must be a string"),
+        "must be an object" => ("on oltava objekti", "must be an object"),
+        "must be a JSON object" => ("on oltava JSON-objekti", "must be a JSON object"),
+        "is required and cannot be null" => (
+            "on pakollinen eikä voi olla null",
+            "is required and cannot be null",
+        ),
+        "is not valid UTF-8" => ("ei ole kelvollista UTF-8-tekstiä", "is not valid UTF-8"),
         other => return other.to_owned(),
     };
     lang.pick(fi, en).to_owned()

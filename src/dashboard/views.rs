@@ -54,6 +54,16 @@ fn layout(ctx: &Ctx, title: &str, content: Markup) -> Markup {
     }
 }
 
+/// A page's title with the outcome of what led to it first: a screen
+/// reader reads the title when a page loads, where a status message on it
+/// may go unannounced.
+fn titled(status: Option<&str>, title: &str) -> String {
+    match status {
+        Some(status) => format!("{status} {title}"),
+        None => title.to_owned(),
+    }
+}
+
 /// A status message, read out by screen readers when the page loads.
 fn notice(text: Option<&str>) -> Markup {
     html! {
@@ -97,6 +107,7 @@ pub fn sign_in(ctx: &Ctx, token: &str, status: Option<&str>, error: Option<&str>
                     div.field {
                         label for="key" { (t.pick("API-avain", "API key")) }
                         input #key type="password" name="key" autocomplete="off" spellcheck="false"
+                            autofocus[error.is_some()]
                             autocapitalize="off" required
                             aria-invalid=[error.map(|_| "true")]
                             aria-describedby=[error.map(|_| "key-error")];
@@ -131,7 +142,7 @@ pub fn list(ctx: &Ctx, found: &CustomerPage, number: u64, q: &str, status: Optio
     ];
     layout(
         ctx,
-        title,
+        &titled(status, title),
         html! {
             div.heading {
                 h1 { (title) }
@@ -164,18 +175,20 @@ pub fn list(ctx: &Ctx, found: &CustomerPage, number: u64, q: &str, status: Optio
                     }
                 }
             } @else {
-                table.customers {
+                // The roles keep the table a table for screen readers when a
+                // phone's style sheet lays its rows out as blocks.
+                table.customers role="table" {
                     caption.visually-hidden { (title) ", " (t.pick("sivu", "page")) " " (number) }
-                    thead { tr { @for h in headings { th scope="col" { (h) } } } }
-                    tbody {
+                    thead role="rowgroup" { tr role="row" { @for h in headings { th scope="col" role="columnheader" { (h) } } } }
+                    tbody role="rowgroup" {
                         @for c in &found.customers {
-                            tr {
-                                th scope="row" data-label=(headings[0]) {
+                            tr role="row" {
+                                th scope="row" role="rowheader" data-label=(headings[0]) {
                                     a href={ "/app/customers/" (c.id) } { (display_name(c)) }
                                 }
-                                td data-label=(headings[1]) { (c.data.address.company.as_deref().unwrap_or("")) }
-                                td data-label=(headings[2]) { (c.data.email) }
-                                td data-label=(headings[3]) { (c.data.address.city) }
+                                td role="cell" data-label=(headings[1]) { (c.data.address.company.as_deref().unwrap_or("")) }
+                                td role="cell" data-label=(headings[2]) { (c.data.email) }
+                                td role="cell" data-label=(headings[3]) { (c.data.address.city) }
                             }
                         }
                     }
@@ -207,7 +220,7 @@ pub fn customer(ctx: &Ctx, c: &Customer, zone: &TimeZone, status: Option<&str>) 
     let name = display_name(c);
     layout(
         ctx,
-        &name,
+        &titled(status, &name),
         html! {
             p.back { a href="/app/customers" { "← " (t.pick("Takaisin luetteloon", "Back to the list")) } }
             h1 { (name) }
@@ -220,7 +233,10 @@ pub fn customer(ctx: &Ctx, c: &Customer, zone: &TimeZone, status: Option<&str>) 
                             (Kind::Locale, Some(v)) => (locale_name(t, &v)),
                             (_, Some(v)) if v.is_empty() => span.empty-value { (t.pick("(tyhjä)", "(empty)")) },
                             (_, Some(v)) => (v),
-                            (_, None) => span.none { "—" },
+                            (_, None) => {
+                                span.none aria-hidden="true" { "—" }
+                                span.visually-hidden { (t.pick("ei annettu", "not given")) }
+                            },
                         }
                     }
                 }
@@ -389,6 +405,7 @@ pub fn customer_form(ctx: &Ctx, p: &FormPage<'_>) -> Markup {
                                 input id=(f.name) name=(f.name) value=(value)
                                     type=(match f.kind { Kind::Email => "email", Kind::Tel => "tel", _ => "text" })
                                     autocomplete=(f.autocomplete)
+                                    aria-required=[f.required.then_some("true")]
                                     autofocus[first_invalid == Some(f.name)]
                                     aria-invalid=[error.map(|_| "true")]
                                     aria-describedby=[error.map(|_| error_id.as_str())];
@@ -450,13 +467,17 @@ pub fn import(ctx: &Ctx, outcome: Option<&Outcome>) -> Markup {
             h1 { (title) }
             @match outcome {
                 Some(Outcome::Imported(n)) => p.notice.success role="status" {
-                    (t.pick("Tuotiin", "Imported")) " " (n) " " (t.pick("asiakasta.", "customers."))
+                    (t.pick("Tuotiin", "Imported")) " " (n) " "
+                    @if *n == 1 { (t.pick("asiakas.", "customer.")) } @else { (t.pick("asiakasta.", "customers.")) }
                 },
                 Some(Outcome::Refused { problems, more }) => div.notice.error role="alert" {
                     p { (t.pick("Mitään ei tuotu. Korjaa tiedosto ja yritä uudelleen:", "Nothing was imported. Fix the file and try again:")) }
                     ul { @for p in problems { li { (p) } } }
                     @if *more > 0 {
-                        p { "… " (more) " " (t.pick("muuta ongelmaa", "more problems")) }
+                        p {
+                            "… " (more) " "
+                            @if *more == 1 { (t.pick("muu ongelma", "more problem")) } @else { (t.pick("muuta ongelmaa", "more problems")) }
+                        }
                     }
                 },
                 Some(Outcome::Failed(why)) => div.notice.error role="alert" {

@@ -47,7 +47,7 @@ const ADDRESS: [Field; 9] = [
 
 impl Field {
     /// The key inside its JSON object.
-    pub fn key(self) -> &'static str {
+    pub const fn key(self) -> &'static str {
         match self {
             Field::Email => "email",
             Field::Locale => "customer_locale",
@@ -63,8 +63,9 @@ impl Field {
         }
     }
 
-    fn in_address(self) -> bool {
-        !TOP_LEVEL.contains(&self)
+    /// Whether it lives in the `address` object rather than at the top.
+    pub const fn in_address(self) -> bool {
+        !matches!(self, Field::Email | Field::Locale)
     }
 
     /// The dotted path used in error reports.
@@ -76,7 +77,7 @@ impl Field {
         }
     }
 
-    fn required(self) -> bool {
+    pub const fn required(self) -> bool {
         matches!(
             self,
             Field::Email
@@ -351,6 +352,25 @@ pub fn parse_new(body: &Value) -> Result<CustomerData, ValidationErrors> {
             country: required(country),
         },
     })
+}
+
+/// The value a customer holds in `field`, `None` where it has none; the
+/// locale as its code.
+pub fn value_of(data: &CustomerData, field: Field) -> Option<&str> {
+    let a = &data.address;
+    match field {
+        Field::Email => Some(&data.email),
+        Field::Locale => Some(data.locale.as_str()),
+        Field::Firstname => Some(&a.firstname),
+        Field::Lastname => Some(&a.lastname),
+        Field::Company => a.company.as_deref(),
+        Field::CompanyId => a.company_id.as_deref(),
+        Field::Street => a.address.as_deref(),
+        Field::City => Some(&a.city),
+        Field::Postcode => Some(&a.postcode),
+        Field::Phone => a.phone.as_deref(),
+        Field::Country => Some(&a.country),
+    }
 }
 
 /// A partial update: only the fields the body named, each already valid.

@@ -71,6 +71,15 @@ pub fn prefix_end(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
 }
 
+/// The words of a search box (`q`), each once and in a fixed order, so that
+/// the same search is the same query whatever order its words came in.
+pub fn query_words(q: &str) -> Vec<String> {
+    let mut words = words(q);
+    words.sort();
+    words.dedup();
+    words
+}
+
 /// What a list request asks for beyond paging.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {

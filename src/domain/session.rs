@@ -23,8 +23,7 @@ impl SessionId {
     /// Accepts exactly 64 hex digits, so that a cookie of any other shape is
     /// refused before it reaches the store.
     pub fn parse(s: &str) -> Option<SessionId> {
-        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| SessionId(s.to_ascii_lowercase()))
+        is_token(s).then(|| SessionId(s.to_ascii_lowercase()))
     }
 
     pub fn digest(&self) -> SessionDigest {
@@ -49,6 +48,11 @@ pub fn random_hex() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
     Ok(hex::encode(bytes))
+}
+
+/// Whether `s` has the shape of what [`random_hex`] makes.
+pub fn is_token(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Compares two secrets in time that depends only on their lengths, so

@@ -161,14 +161,14 @@ fn single<'p>(pairs: &'p [(String, String)], name: &str) -> Result<Option<&'p st
 fn filter_of(query: Option<&str>) -> Result<Filter, ApiError> {
     let pairs = query_pairs(query)?;
     let mut filter = Filter {
-        words: single(&pairs, "q")?.map(search::words).unwrap_or_default(),
+        words: single(&pairs, "q")?
+            .map(search::query_words)
+            .unwrap_or_default(),
         email: single(&pairs, "email")?
             .map(search::fold_email)
             .filter(|e| !e.is_empty()),
         updated_after: None,
     };
-    filter.words.sort();
-    filter.words.dedup();
     if let Some(value) = single(&pairs, "updated_after")? {
         // An unencoded `+` in a query string arrives as a space; no instant
         // has a space before its offset, so it is read back as the `+`.
