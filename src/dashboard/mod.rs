@@ -63,6 +63,7 @@ pub fn router(max_upload_bytes: usize) -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(max_upload_bytes)),
         )
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(session::record_account))
         .layer(axum::middleware::map_response(page_headers))
 }
 

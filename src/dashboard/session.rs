@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::header::{COOKIE, HOST, ORIGIN, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -63,11 +64,36 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Liv
     }))
 }
 
+tokio::task_local! {
+    /// The account the request being answered acts for, once its session is
+    /// known, for the request log.
+    static ACCOUNT: std::cell::Cell<Option<AccountId>>;
+}
+
+/// Answers a dashboard request and says on the answer which account it
+/// acted for, as the API's authentication does, so that the request log
+/// names the account.
+pub async fn record_account(request: Request, next: Next) -> Response {
+    let (account, mut response) = ACCOUNT
+        .scope(std::cell::Cell::new(None), async {
+            let response = next.run(request).await;
+            (ACCOUNT.with(std::cell::Cell::get), response)
+        })
+        .await;
+    if let Some(account) = account {
+        response.extensions_mut().insert(account);
+    }
+    response
+}
+
 /// The live session, or the answer for a request without one: back to the
 /// sign-in page, saying that the session ended when there was one.
 pub async fn require(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Live, Response> {
     match current(state, headers).await {
-        Ok(Some(live)) => Ok(live),
+        Ok(Some(live)) => {
+            let _ = ACCOUNT.try_with(|a| a.set(Some(live.account)));
+            Ok(live)
+        }
         Ok(None) if cookie(headers.get_all(COOKIE), SESSION_COOKIE).is_some() => {
             Err(see_other("/app/sign-in?expired=1"))
         }

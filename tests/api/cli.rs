@@ -354,6 +354,76 @@ async fn json_logs_have_one_line_per_request_with_its_fields_and_no_secrets() {
 }
 
 #[tokio::test]
+async fn dashboard_requests_are_logged_with_their_account_and_without_secrets() {
+    let (_dir, db) = temp_db();
+    let server = Served::start_with(&db, &["--log-format", "json"]).await;
+    let key = keys_in(&server.stdout).remove(0);
+    let browser = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = browser
+        .get(format!("{}/app/sign-in", server.base))
+        .send()
+        .await
+        .unwrap();
+    let pairing = page
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_owned();
+    let html = page.text().await.unwrap();
+    let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let token = &html[at..at + 64];
+    let signed_in = browser
+        .post(format!("{}/app/sign-in", server.base))
+        .header("Cookie", &pairing)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={token}&key={key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("rekisteri_session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_owned();
+    let list = browser
+        .get(format!("{}/app/customers", server.base))
+        .header("Cookie", format!("rekisteri_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let log = server.log();
+    let requests: Vec<Value> = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["message"] == "request")
+        .collect();
+    let listed = requests
+        .iter()
+        .find(|e| e["http.route"] == "/app/customers")
+        .unwrap_or_else(|| panic!("the list's request is logged: {log:#?}"));
+    assert_eq!(listed["http.status_code"], 200);
+    assert!(listed["account.id"].as_i64().is_some(), "{listed}");
+    let whole = log.join("\n");
+    for secret in [key.as_str(), &key[9..], session.as_str(), token] {
+        assert!(!whole.contains(secret), "a secret in the log:\n{whole}");
+    }
+    server.kill().await;
+}
+
+#[tokio::test]
 async fn sigterm_lets_a_slow_request_in_flight_complete_and_exits_zero() {
     let (_dir, db) = temp_db();
     let server = Served::start(&db).await;
