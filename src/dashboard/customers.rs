@@ -11,9 +11,9 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::session::{Live, check_form, require};
+use super::session::{Live, require, session_form};
 use super::text::{Lang, problem};
-use super::{Ctx, field, form_fields, page, see_other, unavailable, views};
+use super::{Ctx, field, page, see_other, unavailable, views};
 use crate::domain::customer::Customer;
 use crate::domain::input::{CustomerPatch, Field, ValidationErrors, parse_new, value_of};
 use crate::domain::search;
@@ -178,55 +178,36 @@ impl FormState {
         state
     }
 
-    fn of(customer: &Customer) -> FormState {
+    /// A value for each field from `value`.
+    fn with(value: impl Fn(&FormField) -> String) -> FormState {
         FormState {
-            values: FIELDS.iter().map(|f| (f.name, f.of(customer))).collect(),
+            values: FIELDS.iter().map(|f| (f.name, value(f))).collect(),
             errors: HashMap::new(),
         }
     }
 
+    fn of(customer: &Customer) -> FormState {
+        FormState::with(|f| f.of(customer))
+    }
+
     /// The values as typed, each kept exactly for showing again.
     fn submitted(fields: &[(String, String)]) -> FormState {
-        FormState {
-            values: FIELDS
-                .iter()
-                .map(|f| (f.name, field(fields, f.name).unwrap_or("").to_owned()))
-                .collect(),
-            errors: HashMap::new(),
-        }
+        FormState::with(|f| field(fields, f.name).unwrap_or("").to_owned())
     }
 
     /// The values of an edit as sent, over the stored ones: a field the
     /// form did not send at all is left as it is.
     fn submitted_over(fields: &[(String, String)], stored: &Customer) -> FormState {
-        FormState {
-            values: FIELDS
-                .iter()
-                .map(|f| {
-                    (
-                        f.name,
-                        field(fields, f.name).map_or_else(|| f.of(stored), str::to_owned),
-                    )
-                })
-                .collect(),
-            errors: HashMap::new(),
-        }
+        FormState::with(|f| field(fields, f.name).map_or_else(|| f.of(stored), str::to_owned))
     }
 
     /// The values an edit form started from, which it sends back as
     /// `was.<field>`; a form that does not (one not made by these pages)
     /// counts as made from what is stored now.
     fn originals(fields: &[(String, String)], stored: &Customer) -> FormState {
-        FormState {
-            values: FIELDS
-                .iter()
-                .map(|f| {
-                    let sent = field(fields, &format!("was.{}", f.name));
-                    (f.name, sent.map_or_else(|| f.of(stored), str::to_owned))
-                })
-                .collect(),
-            errors: HashMap::new(),
-        }
+        FormState::with(|f| {
+            field(fields, &format!("was.{}", f.name)).map_or_else(|| f.of(stored), str::to_owned)
+        })
     }
 
     pub fn value(&self, name: &str) -> &str {
@@ -463,10 +444,10 @@ pub async fn create(
         Ok(live) => live,
         Err(answer) => return answer,
     };
-    let fields = form_fields(&body);
-    if let Err(refused) = check_form(&headers, &uri, field(&fields, "csrf"), &live.csrf) {
-        return refused;
-    }
+    let fields = match session_form(&headers, &uri, &body, &live) {
+        Ok(fields) => fields,
+        Err(refused) => return refused,
+    };
     let ctx = ctx(&headers, &uri, &live);
     let mut form = FormState::submitted(&fields);
     let data = match parse_new(&create_body(&form)) {
@@ -520,10 +501,10 @@ pub async fn update(
         Ok(loaded) => loaded,
         Err(answer) => return answer,
     };
-    let fields = form_fields(&body);
-    if let Err(refused) = check_form(&headers, &uri, field(&fields, "csrf"), &live.csrf) {
-        return refused;
-    }
+    let fields = match session_form(&headers, &uri, &body, &live) {
+        Ok(fields) => fields,
+        Err(refused) => return refused,
+    };
     let t = ctx.lang;
     let mut form = FormState::submitted_over(&fields, &stored);
     let was = FormState::originals(&fields, &stored);
@@ -668,8 +649,7 @@ pub async fn delete(
         Ok(loaded) => loaded,
         Err(answer) => return answer,
     };
-    let fields = form_fields(&body);
-    if let Err(refused) = check_form(&headers, &uri, field(&fields, "csrf"), &live.csrf) {
+    if let Err(refused) = session_form(&headers, &uri, &body, &live) {
         return refused;
     }
     let op = WriteOp::Delete {

@@ -107,49 +107,11 @@ pub fn is_dashboard_path(path: &str) -> bool {
     path == "/app" || path.starts_with("/app/")
 }
 
-/// An error answered by a layer outside the dashboard (a limit, a method
-/// that is not allowed, a malformed query) as a page of the dashboard,
-/// keeping its status and headers such as `Retry-After` and `Allow`.
-pub fn errors_as_pages(response: Response, request_headers: &HeaderMap) -> Response {
-    let status = response.status();
-    let is_page = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
-    if !(status.is_client_error() || status.is_server_error()) || is_page {
-        return response;
-    }
+/// The page for an error that a layer outside the dashboard answered (a
+/// limit, a method that is not allowed, a malformed query).
+pub fn error_page(status: StatusCode, request_headers: &HeaderMap) -> Response {
     let ctx = Ctx::new(request_headers, &Uri::from_static("/"), None);
-    let t = ctx.lang;
-    let (title, body) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            t.pick("Liian suuri", "Too large"),
-            t.pick("Lähetetty tieto on liian suuri.", "What was sent is too large."),
-        ),
-        StatusCode::SERVICE_UNAVAILABLE => (
-            t.pick("Palvelu on ruuhkainen", "The service is busy"),
-            t.pick(
-                "Palvelin ei ehtinyt vastata. Tarkista, tallentuiko muutoksesi, ennen kuin yrität uudelleen.",
-                "The server could not answer in time. Check whether your change was saved before you try again.",
-            ),
-        ),
-        s if s.is_server_error() => (
-            t.pick("Jotain meni vikaan", "Something went wrong"),
-            t.pick("Palvelimella tapahtui virhe.", "The server failed."),
-        ),
-        _ => (
-            t.pick("Pyyntöä ei voitu käsitellä", "The request was refused"),
-            t.pick(
-                "Tätä ei voi tehdä tässä osoitteessa. Palaa luetteloon ja yritä uudelleen.",
-                "This cannot be done at this address. Go back to the list and try again.",
-            ),
-        ),
-    };
-    let (mut parts, _) = response.into_parts();
-    let (new_parts, body) = page(status, views::message_page(&ctx, title, body)).into_parts();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.extend(new_parts.headers);
-    let mut response = Response::from_parts(parts, body);
+    let mut response = status_page(&ctx, status);
     add_page_headers(response.headers_mut());
     response
 }
@@ -211,25 +173,43 @@ async fn not_found(headers: HeaderMap, uri: Uri) -> Response {
     )
 }
 
-/// The page for a store that does not answer: nothing was changed.
+/// The page for a store that failed or did not answer in time.
 fn unavailable(ctx: &Ctx, error: StoreError) -> Response {
     tracing::warn!(error = %error, "a dashboard page could not reach the store");
+    let status = match error {
+        StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    status_page(ctx, status)
+}
+
+/// A page that says what an error status means to a person.
+fn status_page(ctx: &Ctx, status: StatusCode) -> Response {
     let t = ctx.lang;
-    let (status, title, body) = match error {
-        StoreError::Unavailable(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
+    let (title, body) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            t.pick("Liian suuri", "Too large"),
+            t.pick("Lähetetty tieto on liian suuri.", "What was sent is too large."),
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (
             t.pick("Palvelu on ruuhkainen", "The service is busy"),
             t.pick(
-                "Tietokanta ei vastannut ajoissa, eikä mitään muutettu. Yritä hetken päästä uudelleen.",
-                "The database did not answer in time, and nothing was changed. Try again in a moment.",
+                "Palvelin ei ehtinyt vastata. Jos olit tallentamassa muutosta, tarkista, tallentuiko se, ennen kuin yrität uudelleen.",
+                "The server could not answer in time. If you were saving a change, check whether it was saved before you try again.",
+            ),
+        ),
+        s if s.is_server_error() => (
+            t.pick("Jotain meni vikaan", "Something went wrong"),
+            t.pick(
+                "Palvelimella tapahtui virhe. Jos olit tallentamassa muutosta, tarkista, tallentuiko se, ennen kuin yrität uudelleen.",
+                "The server failed. If you were saving a change, check whether it was saved before you try again.",
             ),
         ),
         _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            t.pick("Jotain meni vikaan", "Something went wrong"),
+            t.pick("Pyyntöä ei voitu käsitellä", "The request was refused"),
             t.pick(
-                "Palvelimella tapahtui virhe, eikä mitään muutettu.",
-                "The server failed, and nothing was changed.",
+                "Tätä ei voi tehdä tässä osoitteessa. Palaa luetteloon ja yritä uudelleen.",
+                "This cannot be done at this address. Go back to the list and try again.",
             ),
         ),
     };

@@ -118,6 +118,19 @@ pub fn check_form(
     Err(refused(headers, uri))
 }
 
+/// The fields of a form sent in a live session, once [`check_form`] has
+/// passed them.
+pub fn session_form(
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &Bytes,
+    live: &Live,
+) -> Result<Vec<(String, String)>, Response> {
+    let fields = form_fields(body);
+    check_form(headers, uri, field(&fields, "csrf"), &live.csrf)?;
+    Ok(fields)
+}
+
 /// The answer to a form that failed [`check_form`].
 pub fn refused(headers: &HeaderMap, uri: &Uri) -> Response {
     let ctx = Ctx::new(headers, uri, None);
@@ -332,8 +345,7 @@ pub async fn sign_out(
         Ok(live) => live,
         Err(answer) => return answer,
     };
-    let fields = form_fields(&body);
-    if let Err(refused) = check_form(&headers, &uri, field(&fields, "csrf"), &live.csrf) {
+    if let Err(refused) = session_form(&headers, &uri, &body, &live) {
         return refused;
     }
     if let Err(e) = state.store.end_session(live.digest).await {

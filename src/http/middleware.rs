@@ -155,31 +155,34 @@ pub async fn limit_time(State(state): State<AppState>, request: Request, next: N
 }
 
 /// Gives the JSON envelope to errors that axum produces without one (a
-/// `405` from the method router, say), keeping their headers, such as
-/// `Allow`.
+/// `405` from the method router, say), or under `/app` a dashboard page to
+/// every error that is not one already, keeping their headers, such as
+/// `Allow` and `Retry-After`.
 pub async fn envelope_bare_errors(request: Request, next: Next) -> Response {
-    // A person in the dashboard gets a page, not JSON, whichever layer
+    // A person in the dashboard gets a page instead, whichever layer
     // refused the request.
     let dashboard = crate::dashboard::is_dashboard_path(request.uri().path())
         .then(|| request.headers().clone());
     let response = next.run(request).await;
     let status = response.status();
-    if let Some(headers) = dashboard {
-        return crate::dashboard::errors_as_pages(response, &headers);
-    }
-    // The dashboard's error pages are HTML of their own.
+    let own_type: &[u8] = if dashboard.is_some() {
+        b"text/html"
+    } else {
+        b"application/json"
+    };
     let has_own_body = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| {
-            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
-        });
+        .is_some_and(|v| v.as_bytes().starts_with(own_type));
     if !(status.is_client_error() || status.is_server_error()) || has_own_body {
         return response;
     }
 
+    let replacement = match &dashboard {
+        Some(headers) => crate::dashboard::error_page(status, headers),
+        None => ApiError::from_status(status).into_response(),
+    };
     let (mut parts, _) = response.into_parts();
-    let replacement = ApiError::from_status(status).into_response();
     let (new_parts, body) = replacement.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.extend(new_parts.headers);
